@@ -1,0 +1,17 @@
+//! troupe: write a distributed protocol once, as a sans-IO actor, then
+//! simulate it, model-check it, run it for real on an epoll runtime, and
+//! benchmark it against other protocols.
+//!
+//! - [`actor`]: the [`State`](actor::State) and
+//!   [`SharedState`](actor::SharedState) traits and the context that is an
+//!   actor's only way to reach the world.
+//! - [`runtime`]: the epoll loops that run actors for real.
+//! - [`net`]: codecs, batched UDP, the address directory.
+//! - [`app`]: the replicated applications (null, key-value).
+//! - [`protocol`]: the protocols, listed in [`protocol::PROTOCOLS`].
+
+pub mod actor;
+pub mod app;
+pub mod net;
+pub mod protocol;
+pub mod runtime;
