@@ -9,12 +9,14 @@
 //! - [`Poller`] is the thin epoll/timerfd/eventfd layer underneath, for
 //!   other loops (multicast sessions, exchange channels, work distribution).
 
+mod closed_loop;
 mod host;
 mod poller;
 mod pool;
 mod stats;
 mod timers;
 
+pub use closed_loop::{new_histogram, ClosedLoop, LiveStats};
 pub use host::{run_host, HostConfig, HostOutcome, HostView, Supervisor};
 pub use poller::{Clock, Poller, Waker, Wakeup};
 pub use stats::{process_cpu_time, Counters};
