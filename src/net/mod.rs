@@ -7,4 +7,4 @@ mod udp;
 
 pub use codec::{decode_envelope, encode_envelope, BincodeCodec};
 pub use directory::Directory;
-pub use udp::{bind_udp, UdpBatch, MAX_DATAGRAM};
+pub use udp::{bind_udp, UdpBatch, MAX_DATAGRAM, RECV_BATCH};

@@ -9,7 +9,8 @@ use std::os::fd::AsRawFd;
 pub const MAX_DATAGRAM: usize = 65_507;
 
 /// Datagrams moved per system call.
-const BATCH: usize = 32;
+pub const RECV_BATCH: usize = 32;
+const BATCH: usize = RECV_BATCH;
 
 /// Binds a non-blocking UDP socket with generous kernel buffers (a burst
 /// of thousands of client requests must not overflow a default buffer).

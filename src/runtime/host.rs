@@ -6,7 +6,7 @@ use super::pool::{Outbound, SharedPool};
 use super::stats::Counters;
 use super::timers::TimerQueue;
 use crate::actor::{Addr, Context, Deploy, Effect, Envelope, SharedState, State};
-use crate::net::{Directory, UdpBatch};
+use crate::net::{Directory, UdpBatch, RECV_BATCH};
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
@@ -18,6 +18,21 @@ use std::time::Duration;
 const SOCKET_TOKEN: u64 = 0;
 /// Datagram batches read per loop turn before timers get a look.
 const RECV_BATCHES_PER_TURN: usize = 8;
+
+/// How long a host keeps polling without sleeping after it last received
+/// something.
+const SPIN_AFTER_WORK: Duration = Duration::from_micros(50);
+
+/// What a receive found.
+#[derive(PartialEq, Eq)]
+enum Received {
+    /// Nothing arrived.
+    Nothing,
+    /// Something arrived and the socket (or pool queue) was then empty.
+    Drained,
+    /// It may hold more.
+    MaybeMore,
+}
 
 /// What the code that started a host hears from it, and how it steers
 /// closed-loop clients.
@@ -93,6 +108,7 @@ struct Host<S: State, C> {
     local: VecDeque<(Addr, usize, S::Message)>,
     effects: Vec<Effect<S::Message>>,
     invokes: Vec<(usize, Vec<u8>)>,
+    inbound: Vec<(SocketAddr, Envelope<S::Message>)>,
     pool: Option<SharedPool<S::Message>>,
     tick: Duration,
     spin: bool,
@@ -188,6 +204,7 @@ where
             local: VecDeque::new(),
             effects: Vec::new(),
             invokes: Vec::new(),
+            inbound: Vec::new(),
             pool,
             tick: config.tick,
             spin: config.deploy.spin,
@@ -209,18 +226,28 @@ where
             }
         }
         let mut next_tick = self.clock.now() + self.tick;
+        let mut last_work = Duration::ZERO;
         loop {
-            let mut busy = self.run_invokes(supervisor);
+            let mut busy = false;
             let now = self.clock.now();
             while let Some((slot, timer)) = self.timers.pop_due(now) {
                 let s = &mut self.slots[slot];
                 s.cx.set_now(now);
                 s.state.on_timer(timer, &mut s.cx);
                 self.apply_effects(slot, supervisor);
-                busy = true;
             }
-            busy |= self.receive(supervisor)?;
+            // A partly filled batch means the socket was drained: no need
+            // to ask it again before sleeping (epoll is level-triggered, so
+            // anything that arrived since wakes the wait at once).
+            let received = self.receive(supervisor)?;
+            if received != Received::Nothing {
+                last_work = now;
+            }
+            busy |= received == Received::MaybeMore;
             busy |= self.run_local(supervisor);
+            // Operations that completions just made due go out in the same
+            // flush as everything else.
+            self.run_invokes(supervisor);
             self.flush();
             let now = self.clock.now();
             if now >= next_tick {
@@ -243,6 +270,12 @@ where
             }
             if self.spin {
                 poller.poll_now()?;
+            } else if self.pool.is_none() && self.clock.now() < last_work + SPIN_AFTER_WORK {
+                // Just busy: the next datagram is likely microseconds away,
+                // and a sleep and wake-up cost more than a few non-blocking
+                // reads, which the next turn does. An idle host stops
+                // polling after this short window.
+                continue;
             } else {
                 let deadline = self
                     .timers
@@ -254,9 +287,9 @@ where
     }
 
     /// Hands queued operations to their client actors.
-    fn run_invokes(&mut self, supervisor: &mut dyn Supervisor) -> bool {
+    fn run_invokes(&mut self, supervisor: &mut dyn Supervisor) {
         if self.invokes.is_empty() {
-            return false;
+            return;
         }
         let now = self.clock.now();
         let invokes = std::mem::take(&mut self.invokes);
@@ -266,29 +299,31 @@ where
             s.state.on_invoke(op, &mut s.cx);
             self.apply_effects(slot, supervisor);
         }
-        true
     }
 
     /// Reads and delivers datagrams (from the socket, or decoded by the
-    /// pool). Returns whether anything arrived.
-    fn receive(&mut self, supervisor: &mut dyn Supervisor) -> io::Result<bool> {
-        let mut any = false;
+    /// pool).
+    fn receive(&mut self, supervisor: &mut dyn Supervisor) -> io::Result<Received> {
         if let Some(pool) = &self.pool {
-            let mut inbound = Vec::new();
+            let mut inbound = std::mem::take(&mut self.inbound);
             pool.drain_inbound(&mut inbound);
-            for (source, envelope) in inbound {
-                any = true;
+            let any = !inbound.is_empty();
+            for (source, envelope) in inbound.drain(..) {
                 self.counters.received += 1;
                 self.deliver(source, envelope, supervisor);
             }
-            return Ok(any);
+            self.inbound = inbound;
+            return Ok(if any {
+                Received::MaybeMore
+            } else {
+                Received::Nothing
+            });
         }
-        for _ in 0..RECV_BATCHES_PER_TURN {
+        for turn in 0..RECV_BATCHES_PER_TURN {
             let n = self.net.recv_batch()?;
-            if n == 0 {
-                break;
+            if n == 0 && turn == 0 {
+                return Ok(Received::Nothing);
             }
-            any = true;
             self.counters.received += n as u64;
             for i in 0..n {
                 let (source, bytes) = self.net.received(i);
@@ -300,11 +335,11 @@ where
                     }
                 }
             }
-            if n < 32 {
-                break;
+            if n < RECV_BATCH {
+                return Ok(Received::Drained);
             }
         }
-        Ok(any)
+        Ok(Received::MaybeMore)
     }
 
     fn deliver(

@@ -183,7 +183,11 @@ impl Poller {
     }
 
     fn arm(&mut self, deadline: Instant) -> io::Result<()> {
-        if self.armed == Some(deadline) {
+        // Already armed for the same time or earlier: that firing wakes us
+        // no later than needed, and the loop re-arms then. Skipping the
+        // syscall matters: clients push their resend deadline forward on
+        // every request.
+        if self.armed.is_some_and(|armed| armed <= deadline) {
             return Ok(());
         }
         // timerfd wants an absolute CLOCK_MONOTONIC time; Instant is that
