@@ -18,17 +18,26 @@ pub fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
     let socket = UdpSocket::bind(addr)?;
     socket.set_nonblocking(true)?;
     let fd = socket.as_raw_fd();
-    for opt in [libc::SO_RCVBUF, libc::SO_SNDBUF] {
-        let size: libc::c_int = 8 << 20;
-        // Best effort: the kernel caps it at net.core.{r,w}mem_max.
-        unsafe {
-            libc::setsockopt(
-                fd,
-                libc::SOL_SOCKET,
-                opt,
-                &size as *const _ as *const libc::c_void,
-                size_of::<libc::c_int>() as u32,
-            );
+    let size: libc::c_int = 8 << 20;
+    let set = |opt| unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            opt,
+            &size as *const _ as *const libc::c_void,
+            size_of::<libc::c_int>() as u32,
+        )
+    };
+    for (forced, capped) in [
+        (libc::SO_RCVBUFFORCE, libc::SO_RCVBUF),
+        (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF),
+    ] {
+        // The *FORCE options pass net.core.{r,w}mem_max but need
+        // CAP_NET_ADMIN; without it fall back to the capped request. Best
+        // effort either way: a small buffer costs drops, which protocols
+        // resend.
+        if set(forced) != 0 {
+            set(capped);
         }
     }
     Ok(socket)

@@ -1,7 +1,7 @@
 //! The unreplicated baseline: one server executes requests in arrival
 //! order, at most once each. Every other protocol is measured against it.
 
-use super::common::{ClientTable, Lookup};
+use super::common::{Backoff, ClientTable, Lookup};
 use super::{Protocol, Setup};
 use crate::actor::{Addr, Context, State, Timer};
 use crate::app::App;
@@ -89,30 +89,31 @@ impl State for Replica {
 
 const RESEND: Timer = Timer(0);
 
-/// A client: one request outstanding, resent until answered.
+/// A client: one request outstanding, resent (with backoff) until
+/// answered.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Client {
     id: u64,
     seq: u64,
     pending: Option<Vec<u8>>,
-    resend_after: Duration,
+    backoff: Backoff,
     /// Requests resent after a timeout.
     pub resends: u64,
 }
 
 impl Client {
-    /// Client `id`, resending after `resend_after`.
+    /// Client `id`, resending after `resend_after` (doubling while unanswered).
     pub fn new(id: u64, resend_after: Duration) -> Self {
         Client {
             id,
             seq: 0,
             pending: None,
-            resend_after,
+            backoff: Backoff::new(resend_after),
             resends: 0,
         }
     }
 
-    fn send(&self, cx: &mut Context<Message>) {
+    fn send(&self, cx: &mut Context<Message>, resend_after: Duration) {
         if let Some(op) = &self.pending {
             cx.send(
                 Addr::Node(0),
@@ -122,7 +123,7 @@ impl Client {
                     op: op.clone(),
                 }),
             );
-            cx.set_timer(RESEND, self.resend_after);
+            cx.set_timer(RESEND, resend_after);
         }
     }
 }
@@ -133,7 +134,8 @@ impl State for Client {
     fn on_invoke(&mut self, op: Vec<u8>, cx: &mut Context<Message>) {
         self.seq += 1;
         self.pending = Some(op);
-        self.send(cx);
+        let after = self.backoff.first();
+        self.send(cx, after);
     }
 
     fn on_message(&mut self, _from: Addr, msg: Message, cx: &mut Context<Message>) {
@@ -149,7 +151,8 @@ impl State for Client {
     fn on_timer(&mut self, _timer: Timer, cx: &mut Context<Message>) {
         if self.pending.is_some() {
             self.resends += 1;
-            self.send(cx);
+            let after = self.backoff.next();
+            self.send(cx, after);
         }
     }
 }
