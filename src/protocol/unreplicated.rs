@@ -151,7 +151,7 @@ impl State for Client {
     fn on_timer(&mut self, _timer: Timer, cx: &mut Context<Message>) {
         if self.pending.is_some() {
             self.resends += 1;
-            let after = self.backoff.next();
+            let after = self.backoff.after_resend();
             self.send(cx, after);
         }
     }

@@ -31,7 +31,7 @@ impl Backoff {
     }
 
     /// The delay after one more resend.
-    pub fn next(&mut self) -> Duration {
+    pub fn after_resend(&mut self) -> Duration {
         self.current = (self.current * 2).min(MAX_RESEND_DELAY.max(self.base));
         self.current
     }
@@ -45,10 +45,10 @@ mod tests {
     fn doubles_caps_and_restarts() {
         let mut b = Backoff::new(Duration::from_millis(300));
         assert_eq!(b.first(), Duration::from_millis(300));
-        assert_eq!(b.next(), Duration::from_millis(600));
-        assert_eq!(b.next(), Duration::from_millis(1200));
-        assert_eq!(b.next(), MAX_RESEND_DELAY);
-        assert_eq!(b.next(), MAX_RESEND_DELAY);
+        assert_eq!(b.after_resend(), Duration::from_millis(600));
+        assert_eq!(b.after_resend(), Duration::from_millis(1200));
+        assert_eq!(b.after_resend(), MAX_RESEND_DELAY);
+        assert_eq!(b.after_resend(), MAX_RESEND_DELAY);
         assert_eq!(b.first(), Duration::from_millis(300));
     }
 }
