@@ -212,3 +212,52 @@ pub fn list_protocols() -> String {
         .map(|p| format!("{} {}\n", p.name, (p.replicas)(1)))
         .collect()
 }
+
+/// The command line both daemons share.
+#[derive(clap::Parser)]
+struct DaemonArgs {
+    /// TCP address to accept control connections on (default: 127.0.0.1:7000
+    /// for `replica`, 127.0.0.1:7100 for `bench_client`).
+    #[arg(long)]
+    control: Option<SocketAddr>,
+    /// Print the known protocols (name and replicas for f = 1) and exit.
+    #[arg(long)]
+    list_protocols: bool,
+}
+
+/// The whole `main` of a daemon program: parse the command line, then
+/// serve commands of `kind` with `runner` until killed; exits 1 with the
+/// reason when it cannot start.
+pub fn daemon_main(kind: Kind, runner: Runner) {
+    use clap::{CommandFactory, FromArgMatches};
+    let (name, about, default_port) = match kind {
+        Kind::Replica => (
+            "replica",
+            "Runs troupe replicas as the control plane commands (token in TROUPE_TOKEN)",
+            7000,
+        ),
+        Kind::Clients => (
+            "bench_client",
+            "Runs troupe closed-loop clients as the control plane commands (token in TROUPE_TOKEN)",
+            7100,
+        ),
+    };
+    let matches = DaemonArgs::command().name(name).about(about).get_matches();
+    let args = match DaemonArgs::from_arg_matches(&matches) {
+        Ok(args) => args,
+        Err(e) => e.exit(),
+    };
+    if args.list_protocols {
+        print!("{}", list_protocols());
+        return;
+    }
+    let control = args
+        .control
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], default_port)));
+    let result = token_from_env()
+        .and_then(|token| serve(control, &token, kind, runner).map_err(|e| e.to_string()));
+    if let Err(e) = result {
+        eprintln!("{name}: {e}");
+        std::process::exit(1);
+    }
+}

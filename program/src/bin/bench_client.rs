@@ -1,39 +1,7 @@
 //! `bench_client`: waits on a control address for commands that run closed-loop clients.
 
-use clap::Parser;
-use troupe_program::daemon::{list_protocols, serve, token_from_env, Kind};
-
-/// A troupe client-host daemon.
-#[derive(Parser)]
-#[command(
-    about = "Runs troupe closed-loop clients as the control plane commands (token in TROUPE_TOKEN)"
-)]
-struct Args {
-    /// TCP address to accept control connections on.
-    #[arg(long, default_value = "127.0.0.1:7100")]
-    control: std::net::SocketAddr,
-    /// Print the known protocols (name and replicas for f = 1) and exit.
-    #[arg(long)]
-    list_protocols: bool,
-}
+use troupe_program::daemon::{daemon_main, Kind};
 
 fn main() {
-    let args = Args::parse();
-    if args.list_protocols {
-        print!("{}", list_protocols());
-        return;
-    }
-    let result = token_from_env().and_then(|token| {
-        serve(
-            args.control,
-            &token,
-            Kind::Clients,
-            troupe_program::run_clients::run,
-        )
-        .map_err(|e| e.to_string())
-    });
-    if let Err(e) = result {
-        eprintln!("bench_client: {e}");
-        std::process::exit(1);
-    }
+    daemon_main(Kind::Clients, troupe_program::run_clients::run);
 }
