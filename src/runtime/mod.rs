@@ -18,6 +18,6 @@ mod timers;
 
 pub use closed_loop::{new_histogram, ClosedLoop, LiveStats};
 pub use host::{run_host, HostConfig, HostOutcome, HostView, Supervisor};
-pub use poller::{Clock, Poller, Waker, Wakeup};
+pub use poller::{Clock, Interest, Poller, Waker, Wakeup};
 pub use stats::{process_cpu_time, Counters};
 pub use timers::TimerQueue;

@@ -64,6 +64,27 @@ pub struct Wakeup {
     pub woken: bool,
 }
 
+/// What a registered descriptor is watched for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Interest {
+    /// Readable (or hung up).
+    Read,
+    /// Writable (or hung up).
+    Write,
+    /// Either.
+    ReadWrite,
+}
+
+impl Interest {
+    fn flags(self) -> EpollFlags {
+        match self {
+            Interest::Read => EpollFlags::EPOLLIN,
+            Interest::Write => EpollFlags::EPOLLOUT,
+            Interest::ReadWrite => EpollFlags::EPOLLIN | EpollFlags::EPOLLOUT,
+        }
+    }
+}
+
 /// epoll plus a timerfd for sub-millisecond deadlines plus an eventfd for
 /// cross-thread wake-ups.
 pub struct Poller {
@@ -114,6 +135,29 @@ impl Poller {
             flags |= EpollFlags::EPOLLEXCLUSIVE;
         }
         self.epoll.add(fd, EpollEvent::new(flags, token))?;
+        Ok(())
+    }
+
+    /// Watches `fd` for the readiness in `interest` (level-triggered); it is
+    /// reported with `token` whichever kind fired, and also on hang-up or
+    /// error, so the owner simply tries its non-blocking reads and writes.
+    pub fn register_interest(
+        &self,
+        fd: BorrowedFd<'_>,
+        token: u64,
+        interest: Interest,
+    ) -> io::Result<()> {
+        self.epoll
+            .add(fd, EpollEvent::new(interest.flags(), token))?;
+        Ok(())
+    }
+
+    /// Changes what a registered `fd` is watched for: a connection asks
+    /// for write readiness only while its write buffer is non-empty, since
+    /// a level-triggered EPOLLOUT on an idle socket would fire forever.
+    pub fn reregister(&self, fd: BorrowedFd<'_>, token: u64, interest: Interest) -> io::Result<()> {
+        self.epoll
+            .modify(fd, &mut EpollEvent::new(interest.flags(), token))?;
         Ok(())
     }
 
