@@ -391,11 +391,8 @@ mod tests {
         // Nobody reads yet: the kernel buffers fill, then ours, then we
         // are told to wait rather than allowed to grow.
         let mut queued = 0usize;
-        loop {
-            match server.send(&payload).unwrap() {
-                true => queued += 1,
-                false => break,
-            }
+        while server.send(&payload).unwrap() {
+            queued += 1;
             server.flush().unwrap();
             assert!(queued < 10_000, "write buffer never pushed back");
         }
