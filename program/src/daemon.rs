@@ -205,6 +205,31 @@ pub fn token_from_env() -> Result<String, String> {
     }
 }
 
+/// Reads the token from the first line of standard input, then watches
+/// standard input in the background and exits the process when it closes
+/// (the runner that started this program is gone).
+pub fn token_from_stdin() -> Result<String, String> {
+    use std::io::{BufRead, Read};
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| format!("cannot read the token from standard input: {e}"))?;
+    let token = line.trim().to_string();
+    if token.is_empty() {
+        return Err("standard input gave no token".into());
+    }
+    std::thread::spawn(|| {
+        let mut sink = [0u8; 256];
+        let mut stdin = std::io::stdin();
+        // Anything after the token is ignored; end of input means exit.
+        while matches!(stdin.read(&mut sink), Ok(n) if n > 0) {}
+        eprintln!("standard input closed (the runner is gone): exiting");
+        std::process::exit(0);
+    });
+    Ok(token)
+}
+
 /// Names of the protocols this build knows, one per line.
 pub fn list_protocols() -> String {
     troupe::protocol::PROTOCOLS
@@ -223,6 +248,13 @@ struct DaemonArgs {
     /// Print the known protocols (name and replicas for f = 1) and exit.
     #[arg(long)]
     list_protocols: bool,
+    /// Read the token from the first line of standard input instead of
+    /// TROUPE_TOKEN, and exit when standard input closes. A runner that
+    /// starts the program this way (locally, in a namespace, over ssh)
+    /// keeps the token out of every process listing, and the program
+    /// cannot outlive the runner, however the runner ends.
+    #[arg(long)]
+    token_stdin: bool,
 }
 
 /// The whole `main` of a daemon program: parse the command line, then
@@ -254,8 +286,13 @@ pub fn daemon_main(kind: Kind, runner: Runner) {
     let control = args
         .control
         .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], default_port)));
-    let result = token_from_env()
-        .and_then(|token| serve(control, &token, kind, runner).map_err(|e| e.to_string()));
+    let token = if args.token_stdin {
+        token_from_stdin()
+    } else {
+        token_from_env()
+    };
+    let result =
+        token.and_then(|token| serve(control, &token, kind, runner).map_err(|e| e.to_string()));
     if let Err(e) = result {
         eprintln!("{name}: {e}");
         std::process::exit(1);

@@ -29,8 +29,10 @@ fn kv_clients_through_the_control_plane_get_every_reply_right() {
     let mut cluster = Cluster::local(bin_dir()).unwrap();
     let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let sink = lines.clone();
-    cluster.set_sink(Box::new(move |tag, line| {
-        sink.lock().unwrap().push(format!("[{tag}] {line}"))
+    cluster.set_sink(Box::new(move |event| {
+        if let Some(line) = troupe_run::events::plain_line(&event) {
+            sink.lock().unwrap().push(line)
+        }
     }));
     let mut bench = Bench::new("unreplicated", 50).kv();
     bench.duration_s = 2.0;

@@ -1,124 +1,134 @@
-//! The programs of a run: started on loopback, commanded over the control
-//! plane, stopped by pid when the cluster is dropped.
+//! The programs of a sweep: started where the hosts say (loopback by
+//! default), commanded over the control plane, reused from run to run,
+//! replaced when they die, and stopped when the cluster is dropped.
 
-use crate::bench::{Bench, RunResult};
-use crate::control::{ControlClient, Tagged};
+use crate::bench::{Bench, Fault, RunResult, Sample};
+use crate::control::Tagged;
+use crate::events::{plain, Event, Sink};
+use crate::hosts::Hosts;
 use crate::keys;
+use crate::program::Program;
 use hdrhistogram::serialization::Deserializer;
 use hdrhistogram::Histogram;
-use std::io::{BufRead, BufReader};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
+use std::collections::BTreeSet;
+use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command as Process, Stdio};
-use std::sync::mpsc::{channel, Receiver, Sender};
+use std::process::Command as Process;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use troupe_message::control::{Control, Keys, Report, Summary};
 
-/// A program this cluster started; killed (by pid) when dropped.
-struct Program {
-    child: Child,
-    client: ControlClient,
+/// Counters whose names end like this count as errors in a result.
+const ERROR_COUNTERS: [&str; 5] = [
+    "malformed",
+    "bad_auth",
+    "wrong_results",
+    "send_errors",
+    "clients_table_full",
+];
+
+/// Why [`Cluster::run`] returned no result.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RunError {
+    /// The run failed (a program died, refused, or timed out); the sweep
+    /// records it and goes on.
+    Failed(String),
+    /// The stop flag was raised (q, Ctrl-C): nothing to record.
+    Stopped,
 }
 
-impl Drop for Program {
-    fn drop(&mut self) {
-        let _ = self.client.send(&Control::Exit);
-        let deadline = Instant::now() + Duration::from_millis(500);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(10));
+impl std::fmt::Display for RunError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RunError::Failed(e) => f.write_str(e),
+            RunError::Stopped => f.write_str("stopped by the user"),
         }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
-/// Where the cluster's log lines and reports go: a function of the tag and
-/// the line, so that a dashboard or plain stdout can show them.
-pub type LogSink = Box<dyn FnMut(&str, &str) + Send>;
+impl From<String> for RunError {
+    fn from(e: String) -> Self {
+        RunError::Failed(e)
+    }
+}
 
-/// The replica and client-host programs of a sweep, on loopback.
+/// The replica and client-host programs of a sweep.
 pub struct Cluster {
     bin_dir: PathBuf,
+    hosts: Hosts,
     token: String,
-    replicas: Vec<Program>,
+    replicas: Vec<Option<Program>>,
     client_host: Option<Program>,
     reports_tx: Sender<Tagged>,
     reports: Receiver<Tagged>,
-    sink: LogSink,
+    /// Programs sent a `Run` that have not yet sent their final report.
+    pending: BTreeSet<String>,
+    sink: Sink,
+    stop: Arc<AtomicBool>,
 }
 
 impl Cluster {
-    /// A cluster whose programs are in `bin_dir`, with a fresh token.
-    /// Log lines and live reports are printed as `[tag] line`.
+    /// A loopback cluster whose programs are in `bin_dir`, with a fresh
+    /// token, printing events as tagged lines.
     pub fn local(bin_dir: &Path) -> std::io::Result<Self> {
+        Self::new(bin_dir, Hosts::loopback())
+    }
+
+    /// A cluster on `hosts`. The token is fresh, unless some program is
+    /// started by hand: then it is TROUPE_TOKEN's.
+    pub fn new(bin_dir: &Path, hosts: Hosts) -> std::io::Result<Self> {
+        let token = if hosts.needs_given_token() {
+            std::env::var("TROUPE_TOKEN").map_err(|_| {
+                std::io::Error::other("the hosts file lists running programs: set TROUPE_TOKEN")
+            })?
+        } else {
+            keys::token()?
+        };
         let (reports_tx, reports) = channel();
         Ok(Cluster {
             bin_dir: bin_dir.to_path_buf(),
-            token: keys::token()?,
+            hosts,
+            token,
             replicas: Vec::new(),
             client_host: None,
             reports_tx,
             reports,
-            sink: Box::new(|tag, line| println!("[{tag}] {line}")),
+            pending: BTreeSet::new(),
+            sink: plain(),
+            stop: Arc::new(AtomicBool::new(false)),
         })
     }
 
-    /// Sends log lines somewhere else (a dashboard, a test).
-    pub fn set_sink(&mut self, sink: LogSink) {
+    /// Sends events somewhere else (a dashboard, a test).
+    pub fn set_sink(&mut self, sink: Sink) {
         self.sink = sink;
     }
 
-    fn spawn(&self, binary: &str, tag: &str) -> std::io::Result<Program> {
-        let control = free_tcp_port()?;
-        let mut child = Process::new(self.bin_dir.join(binary))
-            .arg("--control")
-            .arg(control.to_string())
-            .env("TROUPE_TOKEN", &self.token)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| {
-                std::io::Error::new(
-                    e.kind(),
-                    format!("cannot start {}: {e}", self.bin_dir.join(binary).display()),
-                )
-            })?;
-        if let Some(stderr) = child.stderr.take() {
-            let (tx, tag) = (self.reports_tx.clone(), tag.to_string());
-            std::thread::spawn(move || {
-                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                    if tx.send((tag.clone(), Some(Report::Log(line)))).is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-        match ControlClient::connect(
-            control,
-            &self.token,
-            tag,
-            Duration::from_secs(10),
-            self.reports_tx.clone(),
-        ) {
-            Ok(client) => Ok(Program { child, client }),
-            Err(e) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                Err(e)
-            }
-        }
+    /// Emits an event to the sink (the sweep shares the cluster's sink).
+    pub fn emit(&mut self, event: Event) {
+        (self.sink)(event);
     }
 
-    /// Asks the first replica program how many replicas `protocol` needs
-    /// for f = 1, and which protocols exist.
+    /// The flag that, once raised, ends the current run at once.
+    pub fn stop_flag(&self) -> Arc<AtomicBool> {
+        self.stop.clone()
+    }
+
+    /// Shares `stop` as this cluster's stop flag.
+    pub fn set_stop_flag(&mut self, stop: Arc<AtomicBool>) {
+        self.stop = stop;
+    }
+
+    /// The protocols the programs know, with replicas needed for f = 1.
     pub fn protocols(bin_dir: &Path) -> std::io::Result<Vec<(String, usize)>> {
         let out = Process::new(bin_dir.join("replica"))
             .arg("--list-protocols")
             .output()?;
+        if !out.status.success() {
+            return Err(std::io::Error::other("replica --list-protocols failed"));
+        }
         Ok(String::from_utf8_lossy(&out.stdout)
             .lines()
             .filter_map(|l| {
@@ -128,73 +138,140 @@ impl Cluster {
             .collect())
     }
 
+    /// The replicas `bench` runs with: its own number, or what its
+    /// protocol needs for f = 1.
+    pub fn replicas_for(&self, bench: &Bench) -> Result<usize, String> {
+        if bench.replicas > 0 {
+            return Ok(bench.replicas);
+        }
+        Self::protocols(&self.bin_dir)
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .find(|(p, _)| *p == bench.protocol)
+            .map(|(_, n)| n)
+            .ok_or_else(|| format!("unknown protocol {}", bench.protocol))
+    }
+
     /// Runs one benchmark and returns its result. Programs are started on
     /// first need and reused; a program that died is replaced next time.
-    pub fn run(&mut self, bench: &Bench) -> Result<RunResult, String> {
-        let needed = if bench.replicas > 0 {
-            bench.replicas
-        } else {
-            Self::protocols(&self.bin_dir)
-                .map_err(|e| e.to_string())?
-                .into_iter()
-                .find(|(p, _)| *p == bench.protocol)
-                .map(|(_, n)| n)
-                .ok_or_else(|| format!("unknown protocol {}", bench.protocol))?
-        };
-        while self.replicas.len() < needed {
-            let tag = self.replicas.len().to_string();
-            self.replicas
-                .push(self.spawn("replica", &tag).map_err(|e| e.to_string())?);
+    pub fn run(&mut self, bench: &Bench) -> Result<RunResult, RunError> {
+        let needed = self.replicas_for(bench)?;
+        // Reports left from an earlier, abandoned run must not count for
+        // this one; a program that died since is forgotten and restarted.
+        while let Ok(tagged) = self.reports.try_recv() {
+            self.absorb(tagged);
         }
-        if self.client_host.is_none() {
-            self.client_host = Some(self.spawn("bench_client", "C").map_err(|e| e.to_string())?);
-        }
-        // Reports of an earlier, abandoned run must not count for this one.
-        while self.reports.try_recv().is_ok() {}
+        self.start_programs(needed)?;
 
-        let addrs: Vec<SocketAddr> = (0..needed)
-            .map(|_| free_udp_port())
-            .collect::<Result<_, _>>()
-            .map_err(|e| e.to_string())?;
+        let mut addrs = Vec::with_capacity(needed);
+        for program in self.replicas.iter().take(needed).flatten() {
+            addrs.push(match program.data {
+                Some(a) => a,
+                None => free_udp_port().map_err(|e| e.to_string())?,
+            });
+        }
         let key_pairs = keys::replica_keys(needed).map_err(|e| e.to_string())?;
         let public: Vec<Vec<u8>> = key_pairs.iter().map(|k| k.1.clone()).collect();
         let client_seed = keys::random_bytes(32).map_err(|e| e.to_string())?;
+        let mut result = Ok(());
         for (id, (secret, _)) in key_pairs.into_iter().enumerate() {
+            // Each replica gets its own secret and only its own.
             let keys = Keys {
                 secret,
                 replica_public: public.clone(),
                 client_seed: client_seed.clone(),
             };
             let command = bench.replica_command(id as u16, &addrs, keys);
-            self.replicas[id]
-                .client
-                .send(&Control::Run(Box::new(command)))
-                .map_err(|e| format!("replica {id}: {e}"))?;
+            result = self.command(&id.to_string(), Control::Run(Box::new(command)));
+            if result.is_err() {
+                break;
+            }
         }
-        let result = self.drive(bench, needed, &addrs, public, client_seed);
+        let result = result.and_then(|()| self.drive(bench, &addrs, public, client_seed));
         if result.is_err() {
-            // Leave no half-run behind: stop everyone; dead programs are
-            // dropped (and killed) so the next run starts fresh ones.
-            self.stop_all(needed);
+            // Leave no half-run behind: stop everyone and wait for their
+            // last reports, so the next run starts clean.
+            self.settle();
         }
         result
+    }
+
+    /// Starts whatever program of a run with `needed` replicas is missing.
+    fn start_programs(&mut self, needed: usize) -> Result<(), String> {
+        if self.replicas.len() < needed {
+            self.replicas.resize_with(needed, || None);
+        }
+        for id in 0..needed {
+            if self.replicas[id].is_none() {
+                let program = self.start("replica", &id.to_string())?;
+                self.replicas[id] = Some(program);
+            }
+        }
+        if self.client_host.is_none() {
+            self.client_host = Some(self.start("bench_client", "C")?);
+        }
+        Ok(())
+    }
+
+    fn start(&mut self, binary: &str, tag: &str) -> Result<Program, String> {
+        let slot = match tag {
+            "C" => self.hosts.clients(),
+            id => self.hosts.replica(id.parse().unwrap_or(0)),
+        };
+        let program = Program::start(
+            &self.bin_dir,
+            binary,
+            &slot,
+            &self.token,
+            tag,
+            self.reports_tx.clone(),
+        )
+        .map_err(|e| format!("[{tag}] {e}"))?;
+        self.emit(Event::ProgramUp {
+            tag: tag.to_string(),
+            host: program.host.clone(),
+            role: if tag == "C" { "clients" } else { "replica" },
+            pid: program.pid(),
+        });
+        Ok(program)
+    }
+
+    /// Sends `control` to the program tagged `tag`.
+    fn command(&mut self, tag: &str, control: Control) -> Result<(), RunError> {
+        let program = match tag {
+            "C" => self.client_host.as_mut(),
+            id => id
+                .parse::<usize>()
+                .ok()
+                .and_then(|id| self.replicas.get_mut(id))
+                .and_then(Option::as_mut),
+        };
+        let program = program.ok_or_else(|| format!("[{tag}] is not running"))?;
+        let run = matches!(control, Control::Run(_));
+        program
+            .send(&control)
+            .map_err(|e| format!("[{tag}] cannot send a command: {e}"))?;
+        if run {
+            self.pending.insert(tag.to_string());
+        }
+        Ok(())
     }
 
     fn drive(
         &mut self,
         bench: &Bench,
-        needed: usize,
         addrs: &[SocketAddr],
         public: Vec<Vec<u8>>,
         client_seed: Vec<u8>,
-    ) -> Result<RunResult, String> {
+    ) -> Result<RunResult, RunError> {
+        let needed = addrs.len();
         let patience = Duration::from_secs(10);
         let mut started = 0;
         let deadline = Instant::now() + patience;
         while started < needed {
             match self.next_report(deadline)? {
                 (_, Report::Started) => started += 1,
-                (tag, Report::Error(e)) => return Err(format!("[{tag}] {e}")),
+                (tag, Report::Error(e)) => return Err(format!("[{tag}] {e}").into()),
                 _ => {}
             }
         }
@@ -203,57 +280,57 @@ impl Cluster {
             replica_public: public,
             client_seed,
         };
-        let command = bench.client_command(addrs, IpAddr::V4(Ipv4Addr::LOCALHOST), keys);
-        let host = self.client_host.as_mut().ok_or("no client host")?;
-        host.client
-            .send(&Control::Run(Box::new(command)))
-            .map_err(|e| format!("client host: {e}"))?;
+        let command = bench.client_command(addrs, self.hosts.client_bind(), keys);
+        self.command("C", Control::Run(Box::new(command)))?;
 
-        let deadline =
-            Instant::now() + Duration::from_secs_f64(bench.duration_s) + Duration::from_secs(30);
+        let load_start = Instant::now();
+        let deadline = load_start + Duration::from_secs_f64(bench.duration_s + 30.0);
         let mut series = Vec::new();
+        let mut counters: Vec<(String, u64)> = Vec::new();
+        let mut fault = bench.fault;
         let summary: Summary = loop {
+            if let Fault::CrashReplica { id, after_s } = fault {
+                if load_start.elapsed().as_secs_f64() >= after_s {
+                    fault = Fault::None;
+                    self.emit(Event::Log {
+                        tag: "run".into(),
+                        line: format!("fault: replica {id} stops now"),
+                    });
+                    self.command(&id.to_string(), Control::Stop)?;
+                }
+            }
             match self.next_report(deadline)? {
                 (tag, Report::Done(s)) if tag == "C" => break s,
-                (tag, Report::Error(e)) => return Err(format!("[{tag}] {e}")),
-                (tag, Report::Interval(i)) if tag == "C" => {
-                    series.push((i.at_ms, i.ops * 1000 / i.len_ms.max(1)))
+                (tag, Report::Done(s)) => {
+                    counters.extend(s.counters.iter().map(|(k, v)| (format!("{tag}.{k}"), *v)))
                 }
+                (tag, Report::Error(e)) => return Err(format!("[{tag}] {e}").into()),
+                (tag, Report::Interval(i)) => series.push(Sample::from_interval(&tag, &i)),
                 _ => {}
             }
         };
-        let mut counters: Vec<(String, u64)> = summary
-            .counters
-            .iter()
-            .map(|(k, v)| (format!("C.{k}"), *v))
-            .collect();
+        counters.extend(summary.counters.iter().map(|(k, v)| (format!("C.{k}"), *v)));
         for id in 0..needed {
-            self.replicas[id]
-                .client
-                .send(&Control::Stop)
-                .map_err(|e| format!("replica {id}: {e}"))?;
+            if self.pending.contains(&id.to_string()) {
+                self.command(&id.to_string(), Control::Stop)?;
+            }
         }
-        let mut done = 0;
         let deadline = Instant::now() + patience;
-        while done < needed {
-            if let (tag, Report::Done(s)) = self.next_report(deadline)? {
-                done += 1;
-                counters.extend(s.counters.iter().map(|(k, v)| (format!("{tag}.{k}"), *v)));
+        while !self.pending.is_empty() {
+            match self.next_report(deadline)? {
+                (tag, Report::Done(s)) => {
+                    counters.extend(s.counters.iter().map(|(k, v)| (format!("{tag}.{k}"), *v)))
+                }
+                (tag, Report::Error(e)) => return Err(format!("[{tag}] {e}").into()),
+                _ => {}
             }
         }
         let histogram: Histogram<u64> = Deserializer::new()
             .deserialize(&mut &summary.histogram[..])
             .map_err(|e| format!("client host sent a bad histogram: {e:?}"))?;
-        let error_kinds = [
-            "malformed",
-            "bad_auth",
-            "wrong_results",
-            "send_errors",
-            "clients_table_full",
-        ];
         let errors = counters
             .iter()
-            .filter(|(k, _)| error_kinds.iter().any(|e| k.ends_with(e)))
+            .filter(|(k, _)| ERROR_COUNTERS.iter().any(|e| k.ends_with(e)))
             .map(|(_, v)| v)
             .sum();
         let measured_s = (summary.measured_ms as f64 / 1000.0).max(1e-3);
@@ -272,80 +349,127 @@ impl Cluster {
     }
 
     /// The next report that is not a log line (those go to the sink);
-    /// a closed connection or the deadline is an error.
-    fn next_report(&mut self, deadline: Instant) -> Result<(String, Report), String> {
+    /// a closed connection, the deadline or the stop flag is an error.
+    fn next_report(&mut self, deadline: Instant) -> Result<(String, Report), RunError> {
         loop {
+            if self.stop.load(Ordering::SeqCst) {
+                return Err(RunError::Stopped);
+            }
             let left = deadline.saturating_duration_since(Instant::now());
-            match self.reports.recv_timeout(left) {
-                Ok((tag, Some(Report::Log(line)))) => (self.sink)(&tag, &line),
-                Ok((tag, Some(Report::Interval(i)))) => {
-                    let line = if tag == "C" {
-                        format!(
-                            "{} ops/s p50 {} us p99 {} us cpu {} ms {}",
-                            i.ops * 1000 / i.len_ms.max(1),
-                            i.p50_us,
-                            i.p99_us,
-                            i.cpu_ms,
-                            i.state
+            match self
+                .reports
+                .recv_timeout(left.min(Duration::from_millis(100)))
+            {
+                Ok(tagged) => {
+                    if let Some(report) = self.absorb(tagged.clone()) {
+                        return Ok((tagged.0, report));
+                    }
+                    if tagged.1.is_none() {
+                        if self.stop.load(Ordering::SeqCst) {
+                            return Err(RunError::Stopped);
+                        }
+                        return Err(format!(
+                            "[{}] the program's control connection closed (did it die?)",
+                            tagged.0
                         )
-                    } else {
-                        format!(
-                            "{} ops/s cpu {} ms {}",
-                            i.ops * 1000 / i.len_ms.max(1),
-                            i.cpu_ms,
-                            i.state
-                        )
-                    };
-                    (self.sink)(&tag, &line);
-                    return Ok((tag, Report::Interval(i)));
+                        .into());
+                    }
                 }
-                Ok((tag, Some(report))) => return Ok((tag, report)),
-                Ok((tag, None)) => {
-                    self.forget(&tag);
-                    return Err(format!(
-                        "[{tag}] the program's control connection closed (did it die?)"
-                    ));
+                Err(RecvTimeoutError::Timeout) if left.is_zero() => {
+                    return Err(format!("timed out waiting for {:?}", self.pending).into())
                 }
-                Err(_) => return Err("timed out waiting for the programs".into()),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {
+                    return Err("every report channel closed".to_string().into())
+                }
+            }
+        }
+    }
+
+    /// Takes one tagged report in: log lines and samples go to the sink,
+    /// final reports clear the program's pending run, a closed connection
+    /// forgets the program. Returns the report unless it was a log line.
+    fn absorb(&mut self, (tag, report): Tagged) -> Option<Report> {
+        match report {
+            Some(Report::Log(line)) => {
+                self.emit(Event::Log { tag, line });
+                None
+            }
+            Some(report) => {
+                match &report {
+                    Report::Interval(i) => self.emit(Event::Sample(Sample::from_interval(&tag, i))),
+                    Report::Done(_) | Report::Error(_) => {
+                        self.pending.remove(&tag);
+                    }
+                    _ => {}
+                }
+                Some(report)
+            }
+            None => {
+                self.pending.remove(&tag);
+                self.forget(&tag);
+                None
             }
         }
     }
 
     /// Drops (and kills) the program tagged `tag`, to be restarted.
     fn forget(&mut self, tag: &str) {
-        if tag == "C" {
-            self.client_host = None;
-        } else if let Ok(id) = tag.parse::<usize>() {
-            // Drop every replica from `id` on, keeping ids dense.
-            self.replicas.truncate(id);
+        let gone = if tag == "C" {
+            self.client_host.take()
+        } else {
+            tag.parse::<usize>()
+                .ok()
+                .and_then(|id| self.replicas.get_mut(id))
+                .and_then(Option::take)
+        };
+        if gone.is_some() {
+            drop(gone);
+            self.emit(Event::ProgramDown {
+                tag: tag.to_string(),
+                reason: "its control connection closed".into(),
+            });
         }
     }
 
-    fn stop_all(&mut self, needed: usize) {
-        for id in 0..needed.min(self.replicas.len()) {
-            let _ = self.replicas[id].client.send(&Control::Stop);
+    /// Stops every program with a pending run and waits (briefly) for
+    /// their final reports.
+    fn settle(&mut self) {
+        for tag in self.pending.clone() {
+            if self.command(&tag, Control::Stop).is_err() {
+                self.pending.remove(&tag);
+            }
         }
-        if let Some(host) = self.client_host.as_mut() {
-            let _ = host.client.send(&Control::Stop);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !self.pending.is_empty() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.reports.recv_timeout(left) {
+                Ok(tagged) => {
+                    self.absorb(tagged);
+                }
+                Err(_) => {
+                    // Whoever does not answer is restarted next run.
+                    for tag in std::mem::take(&mut self.pending) {
+                        self.forget(&tag);
+                    }
+                }
+            }
         }
     }
 
-    /// Process ids of the programs this cluster started (tests kill them).
+    /// Process ids of the programs this cluster started here, by tag.
     pub fn pids(&self) -> Vec<(String, u32)> {
         let mut v: Vec<_> = self
             .replicas
             .iter()
-            .map(|p| (p.client.tag.clone(), p.child.id()))
+            .flatten()
+            .filter_map(|p| Some((p.client.tag.clone(), p.pid()?)))
             .collect();
-        if let Some(h) = &self.client_host {
-            v.push(("C".into(), h.child.id()));
+        if let Some(pid) = self.client_host.as_ref().and_then(Program::pid) {
+            v.push(("C".into(), pid));
         }
         v
     }
-}
-
-fn free_tcp_port() -> std::io::Result<SocketAddr> {
-    TcpListener::bind("127.0.0.1:0")?.local_addr()
 }
 
 fn free_udp_port() -> std::io::Result<SocketAddr> {

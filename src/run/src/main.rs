@@ -1,28 +1,104 @@
 //! The sweep: edit this file, `cargo run --release -p troupe-run`, watch.
 //!
-//! With no arguments it runs the default comparison of every protocol and
-//! writes `results/default.csv`. `bench` runs one configuration:
+//! With no arguments it runs the default comparison of every protocol the
+//! programs know and writes `results/default.csv` and `results/default.svg`
+//! (and a JSON per run in `results/default/`). Runs already in the CSV are
+//! skipped, so an interrupted sweep resumes; `--fresh` starts over.
 //!
 //! ```text
+//! troupe-run [--hosts FILE] [--fresh]        the default comparison
+//! troupe-run faults [--hosts FILE] [--fresh] a crash during load, per protocol
 //! troupe-run bench --protocol unreplicated --clients 100 --duration 5 --csv results/one.csv
+//! troupe-run plot results/default.csv        redraw results/default.svg
 //! ```
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use troupe_run::cluster::program_dir;
-use troupe_run::results::append_csv;
-use troupe_run::{Bench, Cluster, RunResult};
+use troupe_run::{Bench, Cluster, Fault, Hosts, Sweep};
+
+/// Client counts of the default comparison: from idle to saturated, so
+/// each protocol draws a full latency-throughput curve.
+const CLIENTS: [u32; 5] = [1, 8, 32, 128, 512];
+/// Seconds of load per run (a third of it warm-up).
+const SECONDS: f64 = 3.0;
+
+/// Every protocol the programs know, every client count, one CSV.
+fn default_comparison(opts: &Opts) -> Result<(), String> {
+    let dir = program_dir().map_err(|e| e.to_string())?;
+    let mut plan = Vec::new();
+    for (protocol, _replicas) in Cluster::protocols(&dir).map_err(|e| e.to_string())? {
+        for clients in CLIENTS {
+            plan.push(Bench::new(&protocol, clients).seconds(SECONDS));
+        }
+    }
+    sweep("results/default.csv", opts, plan)
+}
+
+/// What a crash does: each replicated protocol loses replica 1 halfway
+/// through; watch the throughput-over-time panel.
+fn faults(opts: &Opts) -> Result<(), String> {
+    let dir = program_dir().map_err(|e| e.to_string())?;
+    let mut plan = Vec::new();
+    for (protocol, replicas) in Cluster::protocols(&dir).map_err(|e| e.to_string())? {
+        if replicas < 2 {
+            continue;
+        }
+        for fault in [
+            Fault::None,
+            Fault::CrashReplica {
+                id: 1,
+                after_s: 3.0,
+            },
+        ] {
+            plan.push(Bench::new(&protocol, 32).seconds(6.0).fault(fault));
+        }
+    }
+    sweep("results/faults.csv", opts, plan)
+}
+
+fn sweep(csv: &str, opts: &Opts, plan: Vec<Bench>) -> Result<(), String> {
+    if plan.is_empty() {
+        return Err("nothing to run: no protocol fits this sweep".into());
+    }
+    let outcome = Sweep::new(csv)
+        .hosts(opts.hosts.clone())
+        .fresh(opts.fresh)
+        .run(plan)?;
+    for row in &outcome.rows {
+        println!("{}", troupe_run::sweep::summary(row));
+    }
+    println!(
+        "{} finished, {} skipped (already in {csv}), {} failed{}",
+        outcome.finished,
+        outcome.skipped,
+        outcome.failed,
+        if outcome.interrupted {
+            "; run again to resume"
+        } else {
+            ""
+        }
+    );
+    if outcome.interrupted {
+        return Err("stopped before the end".into());
+    }
+    if outcome.failed > 0 {
+        return Err(format!("{} runs failed (see {csv})", outcome.failed));
+    }
+    Ok(())
+}
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let outcome = match args.first().map(String::as_str) {
-        None => default_comparison(),
         Some("bench") => bench(&args[1..]),
+        Some("plot") => plot(&args[1..]),
+        Some("faults") => Opts::parse(&args[1..]).and_then(|o| faults(&o)),
         Some("-h") | Some("--help") => {
             println!("{USAGE}");
             Ok(())
         }
-        Some(other) => Err(format!("unknown command {other:?}\n{USAGE}")),
+        _ => Opts::parse(&args).and_then(|o| default_comparison(&o)),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -33,64 +109,53 @@ fn main() -> ExitCode {
     }
 }
 
-const USAGE: &str =
-    "usage: troupe-run                      run the default comparison into results/default.csv
+const USAGE: &str = "usage: troupe-run [--hosts FILE] [--fresh]   the default comparison into results/default.csv
+       troupe-run faults [--hosts FILE] [--fresh]   a replica crash under load, into results/faults.csv
        troupe-run bench --protocol P [--replicas N] [--clients C] [--client-threads T]
                         [--batch B] [--duration SECS] [--warmup SECS] [--app null|kv]
-                        [--shared-threads S] [--csv FILE]";
+                        [--shared-threads S] [--fault crash<ID>@<SECS>s] [--hosts FILE] [--csv FILE]
+       troupe-run plot FILE.csv                      redraw FILE.svg from FILE.csv and its JSON";
 
-/// Every protocol, a few client counts, one CSV.
-fn default_comparison() -> Result<(), String> {
-    let dir = program_dir().map_err(|e| e.to_string())?;
-    let protocols = Cluster::protocols(&dir).map_err(|e| e.to_string())?;
-    let csv = PathBuf::from("results/default.csv");
-    let _ = std::fs::remove_file(&csv);
-    let mut cluster = Cluster::local(&dir).map_err(|e| e.to_string())?;
-    let mut failures = 0;
-    for (protocol, _) in &protocols {
-        for clients in [10, 100] {
-            let bench = Bench::new(protocol, clients);
-            failures += record(&mut cluster, &bench, &csv);
-        }
-    }
-    println!("wrote {}", csv.display());
-    if failures > 0 {
-        return Err(format!("{failures} runs failed"));
-    }
-    Ok(())
+/// Options every sweep takes.
+struct Opts {
+    hosts: Hosts,
+    fresh: bool,
 }
 
-/// Runs one bench, prints and records it; returns 1 when it failed.
-fn record(cluster: &mut Cluster, bench: &Bench, csv: &Path) -> usize {
-    match cluster.run(bench) {
-        Ok(result) => {
-            print_result(&result);
-            if let Err(e) = append_csv(csv, &result) {
-                eprintln!("cannot write {}: {e}", csv.display());
-                return 1;
+impl Opts {
+    fn parse(args: &[String]) -> Result<Self, String> {
+        let mut opts = Opts {
+            hosts: Hosts::loopback(),
+            fresh: false,
+        };
+        let mut it = args.iter();
+        while let Some(flag) = it.next() {
+            match flag.as_str() {
+                "--fresh" => opts.fresh = true,
+                "--hosts" => {
+                    let file = it.next().ok_or("--hosts needs a file")?;
+                    opts.hosts = Hosts::load(file.as_ref())?;
+                }
+                other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
             }
-            0
         }
-        Err(e) => {
-            eprintln!(
-                "run {} with {} clients failed: {e}",
-                bench.protocol, bench.clients
-            );
-            1
-        }
+        Ok(opts)
     }
 }
 
-fn print_result(r: &RunResult) {
-    println!(
-        "protocol={} replicas={} clients={} batch={} ops_per_s={:.0} p50_us={} p99_us={} p999_us={} errors={}",
-        r.bench.protocol, r.replicas, r.bench.clients, r.bench.batch, r.ops_per_s, r.p50_us, r.p99_us, r.p999_us, r.errors
-    );
+fn plot(args: &[String]) -> Result<(), String> {
+    let csv = PathBuf::from(args.first().ok_or("plot needs a CSV file")?);
+    let rows = troupe_run::results::load_rows(&csv).map_err(|e| e.to_string())?;
+    let svg = csv.with_extension("svg");
+    troupe_run::plot::write_svg(&svg, &csv, &rows)?;
+    println!("wrote {}", svg.display());
+    Ok(())
 }
 
 fn bench(args: &[String]) -> Result<(), String> {
     let mut bench = Bench::new("unreplicated", 10);
     let mut csv = None;
+    let mut hosts = Hosts::loopback();
     let mut it = args.iter();
     while let Some(flag) = it.next() {
         let mut value = || {
@@ -111,6 +176,8 @@ fn bench(args: &[String]) -> Result<(), String> {
             "--duration" => bench.duration_s = num(value()?)?,
             "--warmup" => bench.warmup_s = num(value()?)?,
             "--shared-threads" => bench.shared_threads = num(value()?)? as u16,
+            "--fault" => bench.fault = value()?.parse()?,
+            "--hosts" => hosts = Hosts::load(value()?.as_ref())?,
             "--app" => match value()?.as_str() {
                 "kv" => bench = bench.kv(),
                 "null" => {}
@@ -124,11 +191,14 @@ fn bench(args: &[String]) -> Result<(), String> {
         bench.warmup_s = bench.duration_s / 3.0;
     }
     let dir = program_dir().map_err(|e| e.to_string())?;
-    let mut cluster = Cluster::local(&dir).map_err(|e| e.to_string())?;
-    let result = cluster.run(&bench)?;
-    print_result(&result);
+    let mut cluster = Cluster::new(&dir, hosts).map_err(|e| e.to_string())?;
+    bench.replicas = cluster.replicas_for(&bench)?;
+    let result = cluster.run(&bench).map_err(|e| e.to_string())?;
+    let row = troupe_run::results::Row::ok(&result);
+    println!("{}", troupe_run::sweep::summary(&row));
     if let Some(csv) = csv {
-        append_csv(&csv, &result).map_err(|e| format!("cannot write {}: {e}", csv.display()))?;
+        troupe_run::results::append_row(&csv, &row)
+            .map_err(|e| format!("cannot write {}: {e}", csv.display()))?;
     }
     Ok(())
 }
