@@ -13,9 +13,10 @@ use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
 use troupe_message::control::{Control, Report};
 
-/// A running program. Dropping it asks it to exit, closes its standard
-/// input (which makes a `--token-stdin` daemon exit on its own, also over
-/// ssh), and kills the local process by pid if it still lingers.
+/// A running program. Dropping one this runner started asks it to exit,
+/// closes its standard input (which makes a `--token-stdin` daemon exit on
+/// its own, also over ssh), and kills the local process by pid if it still
+/// lingers. One started by hand (`running`) is only disconnected.
 pub struct Program {
     /// Its control connection.
     pub client: ControlClient,
@@ -133,10 +134,12 @@ impl Program {
 
 impl Drop for Program {
     fn drop(&mut self) {
-        let _ = self.client.send(&Control::Exit);
+        // A program started by hand outlives the sweep: it just sees the
+        // connection close and waits for the next one.
         let Some(child) = self.child.as_mut() else {
             return;
         };
+        let _ = self.client.send(&Control::Exit);
         // Exit, then end of input, then the pid: each gets a moment.
         for step in 0..2 {
             let deadline = Instant::now() + Duration::from_millis(500);
