@@ -154,11 +154,8 @@ fn a_program_killed_mid_run_is_reported_and_the_sweep_goes_on() {
             Event::RunStarted { index, .. } => run = *index,
             Event::Sample(s) if s.tag == "0" && run == 0 && !killed => {
                 let pid = replica_pid.expect("the replica's pid");
-                let status = std::process::Command::new("kill")
-                    .args(["-KILL", &pid.to_string()])
-                    .status()
-                    .unwrap();
-                assert!(status.success());
+                // SAFETY: kill(2) on a pid this sweep started and still holds.
+                assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGKILL) }, 0);
                 killed = true;
             }
             _ => {}
@@ -210,6 +207,46 @@ fn a_program_killed_mid_run_is_reported_and_the_sweep_goes_on() {
             ..
         }
     )));
+}
+
+#[test]
+fn stopping_a_sweep_mid_run_records_nothing_and_stops_every_program() {
+    let scratch = Scratch::new("stop");
+    let csv = scratch.0.join("stop.csv");
+    let plan = vec![
+        Bench::new("unreplicated", 4).seconds(1.2),
+        Bench::new("unreplicated", 4).seconds(5.0),
+        Bench::new("unreplicated", 8).seconds(1.2),
+    ];
+    let sweep = Sweep::new(&csv).programs(bin_dir());
+    // What q on the dashboard (or Ctrl-C) does: raise the stop flag.
+    let stop = sweep.stop_flag();
+    let pids = Arc::new(Mutex::new(Vec::new()));
+    let seen = pids.clone();
+    let mut run = 0;
+    let sweep = sweep.sink(Box::new(move |e: Event| match e {
+        Event::ProgramUp { pid: Some(pid), .. } => seen.lock().unwrap().push(pid),
+        Event::RunStarted { index, .. } => run = index,
+        Event::Sample(s) if s.tag == "C" && run == 1 => {
+            stop.store(true, std::sync::atomic::Ordering::SeqCst)
+        }
+        _ => {}
+    }));
+    let outcome = sweep.run(plan).unwrap();
+    assert!(outcome.interrupted);
+    assert_eq!((outcome.finished, outcome.failed), (1, 0));
+    assert_eq!(
+        load_rows(&csv).unwrap().len(),
+        1,
+        "the stopped run is not recorded"
+    );
+    let pids = pids.lock().unwrap();
+    assert_eq!(pids.len(), 2);
+    for pid in pids.iter() {
+        // SAFETY: signal 0 only asks whether the process exists.
+        let alive = unsafe { libc::kill(*pid as i32, 0) } == 0;
+        assert!(!alive, "program {pid} outlived the sweep");
+    }
 }
 
 /// Removes the namespaced hosts when dropped.

@@ -15,7 +15,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::Command as Process;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use troupe_message::control::{Control, Keys, Report, Summary};
@@ -28,6 +28,10 @@ const ERROR_COUNTERS: [&str; 5] = [
     "send_errors",
     "clients_table_full",
 ];
+
+/// Reports and log lines queued before their readers wait for the runner
+/// (which drains them all the time, also between runs).
+const REPORTS_QUEUED: usize = 16 * 1024;
 
 /// Why [`Cluster::run`] returned no result.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -61,7 +65,7 @@ pub struct Cluster {
     token: String,
     replicas: Vec<Option<Program>>,
     client_host: Option<Program>,
-    reports_tx: Sender<Tagged>,
+    reports_tx: SyncSender<Tagged>,
     reports: Receiver<Tagged>,
     /// Programs sent a `Run` that have not yet sent their final report.
     pending: BTreeSet<String>,
@@ -86,7 +90,7 @@ impl Cluster {
         } else {
             keys::token()?
         };
-        let (reports_tx, reports) = channel();
+        let (reports_tx, reports) = sync_channel(REPORTS_QUEUED);
         Ok(Cluster {
             bin_dir: bin_dir.to_path_buf(),
             hosts,
@@ -453,6 +457,17 @@ impl Cluster {
                         self.forget(&tag);
                     }
                 }
+            }
+        }
+    }
+
+    /// Takes in whatever the programs reported since the last run (log
+    /// lines, deaths) for up to `wait`: what a paused sweep does.
+    pub fn idle(&mut self, wait: Duration) {
+        if let Ok(tagged) = self.reports.recv_timeout(wait) {
+            self.absorb(tagged);
+            while let Ok(tagged) = self.reports.try_recv() {
+                self.absorb(tagged);
             }
         }
     }

@@ -2,7 +2,7 @@
 
 use std::io;
 use std::net::{SocketAddr, TcpStream};
-use std::sync::mpsc::Sender;
+use std::sync::mpsc::SyncSender;
 use std::time::{Duration, Instant};
 use troupe_message::control::{read_frame, write_frame, Control, Hello, Report};
 
@@ -24,7 +24,7 @@ impl ControlClient {
         token: &str,
         tag: &str,
         patience: Duration,
-        sink: Sender<Tagged>,
+        sink: SyncSender<Tagged>,
     ) -> io::Result<Self> {
         let deadline = Instant::now() + patience;
         let mut stream = loop {

@@ -9,7 +9,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, ChildStdin, Command as Process, Stdio};
-use std::sync::mpsc::Sender;
+use std::sync::mpsc::SyncSender;
 use std::time::{Duration, Instant};
 use troupe_message::control::{Control, Report};
 
@@ -38,7 +38,7 @@ impl Program {
         slot: &Slot,
         token: &str,
         tag: &str,
-        reports: Sender<Tagged>,
+        reports: SyncSender<Tagged>,
     ) -> std::io::Result<Program> {
         let control = match slot.control.port() {
             0 => free_tcp_port(slot.control)?,

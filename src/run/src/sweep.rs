@@ -259,7 +259,7 @@ impl Sweep {
         if self.pause.load(Ordering::SeqCst) {
             cluster.emit(Event::Paused(true));
             while self.pause.load(Ordering::SeqCst) && !self.stop.load(Ordering::SeqCst) {
-                std::thread::sleep(Duration::from_millis(50));
+                cluster.idle(Duration::from_millis(50));
             }
             cluster.emit(Event::Paused(false));
         }

@@ -4,7 +4,9 @@
 use super::view::render;
 use super::Dashboard;
 use crate::events::{Event, Sink};
-use ratatui::crossterm::event::{self, Event as TermEvent, KeyCode, KeyEventKind, KeyModifiers};
+use ratatui::crossterm::event::{
+    self, Event as TermEvent, KeyCode, KeyEvent, KeyEventKind, KeyModifiers,
+};
 use ratatui::crossterm::execute;
 use ratatui::crossterm::terminal::{
     disable_raw_mode, enable_raw_mode, EnterAlternateScreen, LeaveAlternateScreen,
@@ -13,7 +15,7 @@ use ratatui::prelude::CrosstermBackend;
 use ratatui::Terminal;
 use std::io::Stdout;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{channel, Receiver, TryRecvError};
+use std::sync::mpsc::{sync_channel, Receiver, TryRecvError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -40,7 +42,8 @@ pub fn spawn(
     execute!(std::io::stdout(), EnterAlternateScreen)?;
     let mut terminal = Terminal::new(CrosstermBackend::new(std::io::stdout()))?;
     terminal.clear()?;
-    let (tx, rx) = channel();
+    // Bounded; the thread drains it five times a second, whatever happens.
+    let (tx, rx) = sync_channel(64 * 1024);
     let handle = std::thread::spawn(move || {
         let _restore = restore;
         if let Err(e) = run(&mut terminal, &rx, &stop, &pause) {
@@ -75,20 +78,7 @@ fn run(
         terminal.draw(|f| render(f, &dash))?;
         if event::poll(Duration::from_millis(200))? {
             if let TermEvent::Key(key) = event::read()? {
-                if key.kind != KeyEventKind::Press {
-                    continue;
-                }
-                let ctrl_c =
-                    key.code == KeyCode::Char('c') && key.modifiers.contains(KeyModifiers::CONTROL);
-                match key.code {
-                    KeyCode::Char('q') | KeyCode::Esc => stop.store(true, Ordering::SeqCst),
-                    _ if ctrl_c => stop.store(true, Ordering::SeqCst),
-                    KeyCode::Char('p') => {
-                        pause.fetch_xor(true, Ordering::SeqCst);
-                    }
-                    _ => {}
-                }
-                if stop.load(Ordering::SeqCst) {
+                if on_key(key, stop, pause) {
                     dash.apply(&Event::Log {
                         tag: "run".into(),
                         line: "stopping every program...".into(),
@@ -96,5 +86,45 @@ fn run(
                 }
             }
         }
+    }
+}
+
+/// What a key does: q, Esc and Ctrl-C raise `stop` (returns true), p
+/// toggles `pause`.
+pub fn on_key(key: KeyEvent, stop: &AtomicBool, pause: &AtomicBool) -> bool {
+    if key.kind != KeyEventKind::Press {
+        return false;
+    }
+    let ctrl_c = key.code == KeyCode::Char('c') && key.modifiers.contains(KeyModifiers::CONTROL);
+    match key.code {
+        KeyCode::Char('q') | KeyCode::Esc => stop.store(true, Ordering::SeqCst),
+        _ if ctrl_c => stop.store(true, Ordering::SeqCst),
+        KeyCode::Char('p') => {
+            pause.fetch_xor(true, Ordering::SeqCst);
+            return false;
+        }
+        _ => return false,
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn q_and_ctrl_c_stop_p_toggles_the_pause_other_keys_do_nothing() {
+        let (stop, pause) = (AtomicBool::new(false), AtomicBool::new(false));
+        let key = |c, m| KeyEvent::new(KeyCode::Char(c), m);
+        assert!(!on_key(key('x', KeyModifiers::NONE), &stop, &pause));
+        assert!(!on_key(key('c', KeyModifiers::NONE), &stop, &pause));
+        assert!(!on_key(key('p', KeyModifiers::NONE), &stop, &pause));
+        assert!(pause.load(Ordering::SeqCst) && !stop.load(Ordering::SeqCst));
+        assert!(!on_key(key('p', KeyModifiers::NONE), &stop, &pause));
+        assert!(!pause.load(Ordering::SeqCst));
+        assert!(on_key(key('c', KeyModifiers::CONTROL), &stop, &pause));
+        assert!(stop.swap(false, Ordering::SeqCst));
+        assert!(on_key(key('q', KeyModifiers::NONE), &stop, &pause));
+        assert!(stop.load(Ordering::SeqCst));
     }
 }
