@@ -174,24 +174,17 @@ impl Cluster {
                 None => free_udp_port().map_err(|e| e.to_string())?,
             });
         }
-        let key_pairs = keys::replica_keys(needed).map_err(|e| e.to_string())?;
-        let public: Vec<Vec<u8>> = key_pairs.iter().map(|k| k.1.clone()).collect();
-        let client_seed = keys::random_bytes(32).map_err(|e| e.to_string())?;
+        // Fresh keys for every run; each replica gets only its own secret.
+        let (replica_keys, host_keys) = keys::run_keys(needed).map_err(|e| e.to_string())?;
         let mut result = Ok(());
-        for (id, (secret, _)) in key_pairs.into_iter().enumerate() {
-            // Each replica gets its own secret and only its own.
-            let keys = Keys {
-                secret,
-                replica_public: public.clone(),
-                client_seed: client_seed.clone(),
-            };
+        for (id, keys) in replica_keys.into_iter().enumerate() {
             let command = bench.replica_command(id as u16, &addrs, keys);
             result = self.command(&id.to_string(), Control::Run(Box::new(command)));
             if result.is_err() {
                 break;
             }
         }
-        let result = result.and_then(|()| self.drive(bench, &addrs, public, client_seed));
+        let result = result.and_then(|()| self.drive(bench, &addrs, host_keys));
         if result.is_err() {
             // Leave no half-run behind: stop everyone and wait for their
             // last reports, so the next run starts clean.
@@ -265,8 +258,7 @@ impl Cluster {
         &mut self,
         bench: &Bench,
         addrs: &[SocketAddr],
-        public: Vec<Vec<u8>>,
-        client_seed: Vec<u8>,
+        keys: Keys,
     ) -> Result<RunResult, RunError> {
         let needed = addrs.len();
         let patience = Duration::from_secs(10);
@@ -279,11 +271,6 @@ impl Cluster {
                 _ => {}
             }
         }
-        let keys = Keys {
-            secret: Vec::new(),
-            replica_public: public,
-            client_seed,
-        };
         let command = bench.client_command(addrs, self.hosts.client_bind(), keys);
         self.command("C", Control::Run(Box::new(command)))?;
 
