@@ -9,9 +9,12 @@
 //! - [`net`]: codecs, batched UDP, the address directory.
 //! - [`app`]: the replicated applications (null, key-value).
 //! - [`protocol`]: the protocols, listed in [`protocol::PROTOCOLS`].
+//! - [`sim`]: the deterministic simulator, the model checker and the
+//!   history checkers every protocol is tested with.
 
 pub mod actor;
 pub mod app;
 pub mod net;
 pub mod protocol;
 pub mod runtime;
+pub mod sim;

@@ -37,6 +37,29 @@ pub struct Context<M> {
     now: Duration,
     rng: Rng,
     effects: Vec<Effect<M>>,
+    record_executions: bool,
+    executions: Vec<Execution>,
+}
+
+/// One operation a replica reports as executed at a log position, for the
+/// simulator's agreement checker (see [`Context::executed`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Execution {
+    /// Where in the replica's agreed order the operation ran.
+    pub position: u64,
+    /// [`op_digest`] of the operation's bytes.
+    pub digest: u64,
+}
+
+/// A 64-bit digest of an operation's bytes (FNV-1a): stable across runs
+/// and platforms, cheap, and enough to tell operations apart in a checker.
+pub fn op_digest(op: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in op {
+        h ^= *b as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
 }
 
 impl<M> Context<M> {
@@ -47,6 +70,8 @@ impl<M> Context<M> {
             now: Duration::ZERO,
             rng: Rng::new(seed),
             effects: Vec::new(),
+            record_executions: false,
+            executions: Vec::new(),
         }
     }
 
@@ -86,6 +111,31 @@ impl<M> Context<M> {
     /// `result`. Only client actors call this.
     pub fn complete(&mut self, result: Vec<u8>) {
         self.effects.push(Effect::Complete(result));
+    }
+
+    /// Reports that this replica executed `op` at `position` of its agreed
+    /// order (positions are unique per operation, e.g. `seq << 16 | index`
+    /// for batches). Only the simulator listens, to check that no two
+    /// replicas execute different operations at one position and that every
+    /// result a client accepted was executed; the real runtimes leave
+    /// recording off and this costs a branch.
+    pub fn executed(&mut self, position: u64, op: &[u8]) {
+        if self.record_executions {
+            self.executions.push(Execution {
+                position,
+                digest: op_digest(op),
+            });
+        }
+    }
+
+    /// Runtime side: turns recording of [`Context::executed`] on or off.
+    pub fn record_executions(&mut self, on: bool) {
+        self.record_executions = on;
+    }
+
+    /// Runtime side: takes the executions reported since the last call.
+    pub fn take_executions(&mut self) -> std::vec::Drain<'_, Execution> {
+        self.executions.drain(..)
     }
 
     /// Runtime side: sets the clock before a handler runs.

@@ -77,7 +77,7 @@
 mod context;
 mod rng;
 
-pub use context::{Context, Effect};
+pub use context::{op_digest, Context, Effect, Execution};
 pub use rng::Rng;
 pub use troupe_message::{Addr, Envelope};
 

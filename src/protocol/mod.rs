@@ -11,6 +11,7 @@ pub mod unreplicated;
 use crate::actor::{Addr, Deploy};
 use crate::net::Directory;
 use crate::runtime::{Counters, HostConfig, Supervisor};
+use crate::sim::{CheckConfig, CheckOutcome, SimConfig, SimOutcome};
 use std::net::UdpSocket;
 use std::time::Duration;
 use troupe_message::control::Command;
@@ -33,6 +34,12 @@ pub struct Protocol {
     pub run_replica: fn(Setup, &mut dyn Supervisor) -> std::io::Result<Counters>,
     /// Runs a range of closed-loop clients on this thread.
     pub run_clients: fn(Setup, &mut dyn Supervisor) -> std::io::Result<Counters>,
+    /// Runs seeded simulations with faults and checks them; usually
+    /// `|cfg| crate::sim::simulate(&MySpec::new(cfg), cfg)` (see [`crate::sim`]).
+    pub simulate: fn(&SimConfig) -> SimOutcome,
+    /// Model-checks a small configuration; usually
+    /// `|cfg| crate::sim::model_check(&MySpec::new(..), cfg)`.
+    pub model_check: fn(&CheckConfig) -> CheckOutcome,
 }
 
 /// What a protocol needs to start its part of a run.

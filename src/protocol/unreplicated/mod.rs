@@ -1,6 +1,8 @@
 //! The unreplicated baseline: one server executes requests in arrival
 //! order, at most once each. Every other protocol is measured against it.
 
+pub mod sim;
+
 use super::common::{Backoff, ClientTable, Lookup};
 use super::{Protocol, Setup};
 use crate::actor::{Addr, Context, State, Timer};
@@ -17,6 +19,8 @@ pub const PROTOCOL: Protocol = Protocol {
     replicas: |_| 1,
     run_replica,
     run_clients,
+    simulate: |cfg| crate::sim::simulate(&sim::SimSpec::new(), cfg),
+    model_check: |cfg| crate::sim::model_check(&sim::SimSpec::new(), cfg),
 };
 
 /// The server.
@@ -63,6 +67,7 @@ impl State for Replica {
             Lookup::Execute => {
                 let result = self.app.execute(&req.op);
                 self.executed += 1;
+                cx.executed(self.executed, &req.op);
                 let reply = Reply {
                     seq: req.seq,
                     result,
