@@ -176,7 +176,7 @@ fn a_program_killed_mid_run_is_reported_and_the_sweep_goes_on() {
     let rows = load_rows(&csv).unwrap();
     assert_eq!(rows[0].status, "failed");
     assert!(
-        rows[0].failure.contains("[0]") && rows[0].failure.contains("closed"),
+        rows[0].failure.contains("[0] was killed by signal 9"),
         "{}",
         rows[0].failure
     );

@@ -69,6 +69,8 @@ pub struct Cluster {
     reports: Receiver<Tagged>,
     /// Programs sent a `Run` that have not yet sent their final report.
     pending: BTreeSet<String>,
+    /// What became of the program whose connection closed last.
+    down: Option<String>,
     sink: Sink,
     stop: Arc<AtomicBool>,
 }
@@ -100,6 +102,7 @@ impl Cluster {
             reports_tx,
             reports,
             pending: BTreeSet::new(),
+            down: None,
             sink: plain(),
             stop: Arc::new(AtomicBool::new(false)),
         })
@@ -165,6 +168,7 @@ impl Cluster {
         while let Ok(tagged) = self.reports.try_recv() {
             self.absorb(tagged);
         }
+        self.down = None;
         self.start_programs(needed)?;
 
         let mut addrs = Vec::with_capacity(needed);
@@ -352,18 +356,15 @@ impl Cluster {
                 .recv_timeout(left.min(Duration::from_millis(100)))
             {
                 Ok(tagged) => {
-                    if let Some(report) = self.absorb(tagged.clone()) {
-                        return Ok((tagged.0, report));
+                    let tag = tagged.0.clone();
+                    if let Some(report) = self.absorb(tagged) {
+                        return Ok((tag, report));
                     }
-                    if tagged.1.is_none() {
+                    if let Some(down) = self.down.take() {
                         if self.stop.load(Ordering::SeqCst) {
                             return Err(RunError::Stopped);
                         }
-                        return Err(format!(
-                            "[{}] the program's control connection closed (did it die?)",
-                            tagged.0
-                        )
-                        .into());
+                        return Err(down.into());
                     }
                 }
                 Err(RecvTimeoutError::Timeout) if left.is_zero() => {
@@ -398,14 +399,16 @@ impl Cluster {
             }
             None => {
                 self.pending.remove(&tag);
-                self.forget(&tag);
+                let reason = self.forget(&tag);
+                self.down = Some(format!("[{tag}] {reason}"));
                 None
             }
         }
     }
 
-    /// Drops (and kills) the program tagged `tag`, to be restarted.
-    fn forget(&mut self, tag: &str) {
+    /// Drops (and kills) the program tagged `tag`, to be restarted;
+    /// returns what became of it.
+    fn forget(&mut self, tag: &str) -> String {
         let gone = if tag == "C" {
             self.client_host.take()
         } else {
@@ -414,13 +417,16 @@ impl Cluster {
                 .and_then(|id| self.replicas.get_mut(id))
                 .and_then(Option::take)
         };
-        if gone.is_some() {
-            drop(gone);
-            self.emit(Event::ProgramDown {
-                tag: tag.to_string(),
-                reason: "its control connection closed".into(),
-            });
-        }
+        let Some(mut program) = gone else {
+            return "it is not running".into();
+        };
+        let reason = program.fate(Duration::from_millis(300));
+        drop(program);
+        self.emit(Event::ProgramDown {
+            tag: tag.to_string(),
+            reason: reason.clone(),
+        });
+        reason
     }
 
     /// Stops every program with a pending run and waits (briefly) for
@@ -443,6 +449,7 @@ impl Cluster {
                     for tag in std::mem::take(&mut self.pending) {
                         self.forget(&tag);
                     }
+                    self.down = None;
                 }
             }
         }

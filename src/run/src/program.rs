@@ -4,12 +4,14 @@
 
 use crate::control::{ControlClient, Tagged};
 use crate::hosts::{Launch, Slot};
+use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, ChildStdin, Command as Process, Stdio};
 use std::sync::mpsc::SyncSender;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use troupe_message::control::{Control, Report};
 
@@ -26,7 +28,12 @@ pub struct Program {
     pub data: Option<SocketAddr>,
     child: Option<Child>,
     stdin: Option<ChildStdin>,
+    /// Its last stderr lines, for the story of its death.
+    last_words: Arc<Mutex<VecDeque<String>>>,
 }
+
+/// Stderr lines kept per program to explain a failure.
+const LAST_WORDS: usize = 3;
 
 impl Program {
     /// Starts `binary` (from `bin_dir` here, or the remote directory over
@@ -64,6 +71,7 @@ impl Program {
             }
         };
         let (mut child, mut stdin) = (None, None);
+        let last_words = Arc::new(Mutex::new(VecDeque::new()));
         if let Some(mut process) = process {
             let mut c = process
                 .args(&args)
@@ -79,13 +87,20 @@ impl Program {
                 })?;
             let mut input = c.stdin.take();
             if let Some(input) = input.as_mut() {
-                writeln!(input, "{token}")?;
-                input.flush()?;
+                // A program that exits at once cannot take it; that is
+                // reported below with how it exited and what it said.
+                let _ = writeln!(input, "{token}").and_then(|()| input.flush());
             }
             if let Some(stderr) = c.stderr.take() {
-                let (tx, tag) = (reports.clone(), tag.to_string());
+                let (tx, tag, last) = (reports.clone(), tag.to_string(), last_words.clone());
                 std::thread::spawn(move || {
                     for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                        if let Ok(mut last) = last.lock() {
+                            last.push_back(line.clone());
+                            if last.len() > LAST_WORDS {
+                                last.pop_front();
+                            }
+                        }
                         if tx.send((tag.clone(), Some(Report::Log(line)))).is_err() {
                             return;
                         }
@@ -100,13 +115,34 @@ impl Program {
             Launch::Ssh(_) => Duration::from_secs(30),
             _ => Duration::from_secs(10),
         };
-        match ControlClient::connect(control, token, tag, patience, reports) {
+        let deadline = Instant::now() + patience;
+        let connected = loop {
+            // A program that exits at once (a missing namespace, a bad
+            // binary) fails the start at once, and is not knocked for.
+            let exited = child.as_mut().and_then(|c| c.try_wait().ok().flatten());
+            if let Some(status) = exited {
+                let said = said(&last_words);
+                break Err(std::io::Error::other(format!(
+                    "it {}{said}",
+                    describe(status)
+                )));
+            }
+            let attempt = Duration::from_millis(200);
+            match ControlClient::connect(control, token, tag, attempt, reports.clone()) {
+                Ok(client) => break Ok(client),
+                Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => break Err(e),
+                Err(e) if Instant::now() >= deadline => break Err(e),
+                Err(_) => {}
+            }
+        };
+        match connected {
             Ok(client) => Ok(Program {
                 client,
                 host: control.ip().to_string(),
                 data: slot.data,
                 child,
                 stdin,
+                last_words,
             }),
             Err(e) => {
                 if let Some(mut c) = child {
@@ -124,6 +160,24 @@ impl Program {
     /// Its process id, when started here.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
+    }
+
+    /// How the program ended, waiting up to `wait` for it to end (its
+    /// control connection just closed, so it is probably dying).
+    pub fn fate(&mut self, wait: Duration) -> String {
+        let Some(child) = self.child.as_mut() else {
+            return "its control connection closed".into();
+        };
+        let deadline = Instant::now() + wait;
+        loop {
+            match child.try_wait() {
+                Ok(Some(status)) => return describe(status) + &said(&self.last_words),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(5))
+                }
+                _ => return "its control connection closed, the process still runs".into(),
+            }
+        }
     }
 
     /// Sends one control message.
@@ -158,6 +212,29 @@ impl Drop for Program {
                 }
             }
         }
+    }
+}
+
+/// "exited with status 1", "was killed by signal 9".
+fn describe(status: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exited with status {code}"),
+        (None, Some(signal)) => format!("was killed by signal {signal}"),
+        _ => format!("ended ({status})"),
+    }
+}
+
+/// `; it said: <last stderr lines>`, or nothing.
+fn said(last_words: &Mutex<VecDeque<String>>) -> String {
+    // Give the stderr reader a moment to catch the final lines.
+    std::thread::sleep(Duration::from_millis(20));
+    match last_words.lock() {
+        Ok(last) if !last.is_empty() => {
+            let last: Vec<String> = last.iter().cloned().collect();
+            format!("; it said: {}", last.join(" / "))
+        }
+        _ => String::new(),
     }
 }
 
