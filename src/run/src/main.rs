@@ -20,16 +20,21 @@ use troupe_run::{Bench, Cluster, Fault, Hosts, Sweep};
 /// Client counts of the default comparison: from idle to saturated, so
 /// each protocol draws a full latency-throughput curve.
 const CLIENTS: [u32; 5] = [1, 8, 32, 128, 512];
-/// Seconds of load per run (a third of it warm-up).
-const SECONDS: f64 = 3.0;
+/// Seconds of load the whole default comparison may take, so that it ends
+/// within five minutes on two cores however many protocols there are.
+const BUDGET_S: f64 = 240.0;
 
 /// Every protocol the programs know, every client count, one CSV.
 fn default_comparison(opts: &Opts) -> Result<(), String> {
     let dir = program_dir().map_err(|e| e.to_string())?;
+    let protocols = Cluster::protocols(&dir).map_err(|e| e.to_string())?;
+    // Each run also spends about a second starting and stopping.
+    let runs = (protocols.len() * CLIENTS.len()).max(1) as f64;
+    let seconds = (BUDGET_S / runs - 1.0).clamp(2.0, 5.0);
     let mut plan = Vec::new();
-    for (protocol, _replicas) in Cluster::protocols(&dir).map_err(|e| e.to_string())? {
+    for (protocol, _replicas) in protocols {
         for clients in CLIENTS {
-            plan.push(Bench::new(&protocol, clients).seconds(SECONDS));
+            plan.push(Bench::new(&protocol, clients).seconds(seconds));
         }
     }
     sweep("results/default.csv", opts, plan)
