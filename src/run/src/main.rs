@@ -30,7 +30,8 @@ fn default_comparison(opts: &Opts) -> Result<(), String> {
     let protocols = Cluster::protocols(&dir).map_err(|e| e.to_string())?;
     // Each run also spends about a second starting and stopping.
     let runs = (protocols.len() * CLIENTS.len()).max(1) as f64;
-    let seconds = (BUDGET_S / runs - 1.0).clamp(2.0, 5.0);
+    // Whole half seconds, so the runs of the next sweep match these.
+    let seconds = ((BUDGET_S / runs - 1.0) * 2.0).floor().clamp(4.0, 10.0) / 2.0;
     let mut plan = Vec::new();
     for (protocol, _replicas) in protocols {
         for clients in CLIENTS {
