@@ -107,7 +107,7 @@ pub fn write_svg(svg: &Path, csv: &Path, rows: &[Row]) -> Result<(), String> {
                 .into_iter()
                 .map(|(t, ops)| (t, ops / 1000.0))
                 .collect();
-            Some((format!("{} ({clients} clients)", c.label), series))
+            Some((format!("{} clients={clients}", c.label), series))
         })
         .collect();
     if let Some(dir) = svg.parent() {
@@ -135,6 +135,7 @@ fn draw(svg: &Path, curves: &[Curve], over_time: &[(String, Vec<(f64, f64)>)]) -
         .configure_mesh()
         .x_desc("throughput (kops/s)")
         .y_desc("median latency (ms)")
+        .light_line_style(WHITE)
         .draw()?;
     for (i, curve) in curves.iter().enumerate() {
         let color = Palette99::pick(i).to_rgba();
@@ -179,6 +180,7 @@ fn draw(svg: &Path, curves: &[Curve], over_time: &[(String, Vec<(f64, f64)>)]) -
         .configure_mesh()
         .x_desc("time (s)")
         .y_desc("throughput (kops/s)")
+        .light_line_style(WHITE)
         .draw()?;
     for (i, (label, series)) in over_time.iter().enumerate() {
         let color = Palette99::pick(i).to_rgba();
