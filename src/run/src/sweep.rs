@@ -174,22 +174,9 @@ impl Sweep {
                 ),
             });
         }
-        // Seconds a run takes beyond its load: starting, settling, writing.
-        let overheads = Mutex::new(Vec::<f64>::new());
-        let eta = |from: usize| -> Duration {
-            let o = overheads.lock().map(|o| o.clone()).unwrap_or_default();
-            let overhead = if o.is_empty() {
-                1.0
-            } else {
-                o.iter().sum::<f64>() / o.len() as f64
-            };
-            let secs: f64 = (from..plan.len())
-                .filter(|i| todo[*i])
-                .map(|i| plan[i].duration_s + overhead)
-                .sum();
-            Duration::from_secs_f64(secs)
-        };
-
+        // Seconds runs took beyond their load (starting, settling,
+        // writing), to estimate the time left.
+        let mut overhead = Overhead::default();
         for (index, bench) in plan.iter().enumerate() {
             if !todo[index] {
                 continue;
@@ -203,7 +190,7 @@ impl Sweep {
                 total: plan.len(),
                 done: outcome.skipped + outcome.finished + outcome.failed,
                 label: label(bench),
-                eta: eta(index),
+                eta: overhead.eta(&plan[index..], &todo[index..]),
             });
             let started = Instant::now();
             let row = match cluster.run(bench) {
@@ -226,9 +213,7 @@ impl Sweep {
             };
             append_row(&self.csv, &row)
                 .map_err(|e| format!("cannot write {}: {e}", self.csv.display()))?;
-            if let Ok(mut o) = overheads.lock() {
-                o.push((started.elapsed().as_secs_f64() - bench.duration_s).max(0.0));
-            }
+            overhead.add(started.elapsed().as_secs_f64() - bench.duration_s);
             cluster.emit(Event::RunFinished {
                 index,
                 ok: row.is_ok(),
@@ -264,6 +249,37 @@ impl Sweep {
             cluster.emit(Event::Paused(false));
         }
         self.stop.load(Ordering::SeqCst)
+    }
+}
+
+/// What runs cost beyond their load, on average so far.
+#[derive(Default)]
+struct Overhead {
+    total_s: f64,
+    runs: u32,
+}
+
+impl Overhead {
+    fn add(&mut self, seconds: f64) {
+        self.total_s += seconds.max(0.0);
+        self.runs += 1;
+    }
+
+    /// Time left for the runs of `plan` still to do.
+    fn eta(&self, plan: &[Bench], todo: &[bool]) -> Duration {
+        // Before any run finished, guess a second each.
+        let each = if self.runs == 0 {
+            1.0
+        } else {
+            self.total_s / f64::from(self.runs)
+        };
+        let secs: f64 = plan
+            .iter()
+            .zip(todo)
+            .filter(|(_, todo)| **todo)
+            .map(|(b, _)| b.duration_s + each)
+            .sum();
+        Duration::from_secs_f64(secs)
     }
 }
 

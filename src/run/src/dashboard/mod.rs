@@ -134,6 +134,11 @@ impl Dashboard {
                 self.progress.current = label.clone();
                 self.progress.eta = *eta;
                 self.run_started = Instant::now();
+                // Until their first sample, nodes are idle in this run.
+                for row in self.nodes.values_mut().filter(|r| r.state != "down") {
+                    row.state = "idle".into();
+                    row.ops_per_s = 0;
+                }
             }
             Event::RunFinished { ok, .. } => {
                 self.progress.done += 1;
