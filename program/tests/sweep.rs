@@ -54,7 +54,7 @@ fn a_short_sweep_writes_rows_json_and_a_plot_then_resumes() {
     let mut plan = Vec::new();
     for config in two_configurations() {
         for clients in [1, 8] {
-            let mut bench = config.clone().seconds(1.2);
+            let mut bench = config.clone().seconds(1.5);
             bench.clients = clients;
             plan.push(bench);
         }
