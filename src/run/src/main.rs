@@ -85,6 +85,8 @@ fn sweep(csv: &str, opts: &Opts, plan: Vec<Bench>) -> Result<(), String> {
             ""
         }
     );
+    let base = csv.trim_end_matches(".csv");
+    println!("results: {csv}, {base}.svg, {base}/ (a JSON per run)");
     if outcome.interrupted {
         return Err("stopped before the end".into());
     }
