@@ -7,6 +7,7 @@
 //!   actor's only way to reach the world.
 //! - [`runtime`]: the epoll loops that run actors for real.
 //! - [`net`]: codecs, batched UDP, the address directory.
+//! - [`exchange`]: typed exchange channels between workers and processes.
 //! - [`app`]: the replicated applications (null, key-value).
 //! - [`protocol`]: the protocols, listed in [`protocol::PROTOCOLS`].
 //! - [`sim`]: the deterministic simulator, the model checker and the
@@ -14,6 +15,7 @@
 
 pub mod actor;
 pub mod app;
+pub mod exchange;
 pub mod net;
 pub mod protocol;
 pub mod runtime;
