@@ -6,5 +6,6 @@
 //! [`Report`]: troupe_message::control::Report
 
 pub mod daemon;
+pub mod peers;
 pub mod run_clients;
 pub mod run_replica;

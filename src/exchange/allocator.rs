@@ -3,12 +3,12 @@
 use super::channel::{Receiver, Sender};
 use super::error::ExchangeError;
 use super::ring::{ring, Consumer, Producer};
+use super::signal::PARK_SLICE;
 use super::worker::WorkerCtx;
 use serde::{de::DeserializeOwned, Serialize};
 use std::cell::RefCell;
 use std::collections::{HashSet, VecDeque};
 use std::rc::Rc;
-use super::signal::PARK_SLICE;
 use std::time::Duration;
 
 /// Slots of the ring between two workers of one process, per channel.

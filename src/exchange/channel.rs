@@ -59,7 +59,10 @@ pub trait Pull<T> {
 enum Route<T> {
     /// Another worker of this process: straight into its ring, no
     /// serialization.
-    Local { ring: Producer<T>, wake: Arc<Signal> },
+    Local {
+        ring: Producer<T>,
+        wake: Arc<Signal>,
+    },
     /// This very worker: a plain queue (a bounded one could only
     /// deadlock, since the waiting sender is also the only reader).
     SelfLoop(Rc<RefCell<VecDeque<T>>>),
@@ -76,7 +79,12 @@ pub struct Sender<T> {
 }
 
 impl<T: Serialize> Sender<T> {
-    pub(super) fn local(ctx: Rc<WorkerCtx>, channel: u32, target: usize, ring: Producer<T>) -> Self {
+    pub(super) fn local(
+        ctx: Rc<WorkerCtx>,
+        channel: u32,
+        target: usize,
+        ring: Producer<T>,
+    ) -> Self {
         let wake = ctx.process.signal(target % ctx.process.workers).clone();
         Sender {
             route: Route::Local { ring, wake },
@@ -323,8 +331,7 @@ impl<T: DeserializeOwned> Receiver<T> {
             && Rc::strong_count(&self.self_loop) == 1
             && self.self_loop.borrow().is_empty()
             && self.decoding.is_none()
-            && (0..process.processes)
-                .all(|p| p == process.index || process.links[p].is_finished())
+            && (0..process.processes).all(|p| p == process.index || process.links[p].is_finished())
             && self.ctx.inbox.borrow_mut().is_empty_for(self.channel)
     }
 
@@ -359,7 +366,11 @@ impl<T: DeserializeOwned> Receiver<T> {
                 self.decoding = None;
             }
             let net = self.ctx.process.net.clone();
-            let chunk = self.ctx.inbox.borrow_mut().take(self.channel, net.as_deref());
+            let chunk = self
+                .ctx
+                .inbox
+                .borrow_mut()
+                .take(self.channel, net.as_deref());
             match chunk {
                 Some(chunk) => {
                     self.decoding = Some(Decoding {

@@ -42,8 +42,8 @@ pub fn connect_cluster(
 
     for (p, &addr) in addresses.iter().enumerate().take(me) {
         let left = deadline.saturating_duration_since(Instant::now());
-        let mut s = connect_with_retry(addr, left)
-            .map_err(|e| connect_err(format!("process {p}: {e}")))?;
+        let mut s =
+            connect_with_retry(addr, left).map_err(|e| connect_err(format!("process {p}: {e}")))?;
         let reply = write_frame_blocking(&mut s, &ours.encode())
             .and_then(|()| read_frame_blocking(&mut s, 64, left.max(HELLO_TIMEOUT)))
             .map_err(|e| connect_err(format!("handshake with process {p} at {addr}: {e}")))?;
@@ -62,7 +62,9 @@ pub fn connect_cluster(
     let io_err = |e: io::Error| ExchangeError::Io(format!("accepting peers: {e}"));
     listener.set_nonblocking(true).map_err(io_err)?;
     let mut poller = Poller::new().map_err(io_err)?;
-    poller.register(listener.as_fd(), 0, false).map_err(io_err)?;
+    poller
+        .register(listener.as_fd(), 0, false)
+        .map_err(io_err)?;
     loop {
         let waiting = missing(&streams);
         if waiting.is_empty() {

@@ -166,8 +166,9 @@ where
     });
 
     // Rings between each worker and the network thread, per peer.
-    let mut outboxes: Vec<Vec<Option<Outbox>>> =
-        (0..workers).map(|_| (0..processes).map(|_| None).collect()).collect();
+    let mut outboxes: Vec<Vec<Option<Outbox>>> = (0..workers)
+        .map(|_| (0..processes).map(|_| None).collect())
+        .collect();
     let mut inboxes: Vec<Vec<_>> = (0..workers).map(|_| Vec::new()).collect();
     let mut links = Vec::new();
     for (peer, stream) in streams.into_iter().enumerate() {

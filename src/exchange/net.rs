@@ -130,7 +130,11 @@ impl NetLink {
         }
         if workers_done && !self.goodbye_sent && self.pending_out.is_none() && self.outbound_empty()
         {
-            if self.stream.send(&[KIND_GOODBYE]).map_err(|e| self.lost(e))? {
+            if self
+                .stream
+                .send(&[KIND_GOODBYE])
+                .map_err(|e| self.lost(e))?
+            {
                 self.goodbye_sent = true;
                 progress = true;
             }
@@ -209,7 +213,10 @@ impl NetLink {
     /// until the peer closed, writing while bytes are queued. Watching
     /// a closed read side or an idle write side would wake us forever.
     fn watch(&mut self, poller: &Poller) -> std::io::Result<()> {
-        let want = match (!self.read_closed && !self.done, self.stream.wants_write() && !self.done) {
+        let want = match (
+            !self.read_closed && !self.done,
+            self.stream.wants_write() && !self.done,
+        ) {
             (true, false) => Some(Interest::Read),
             (true, true) => Some(Interest::ReadWrite),
             (false, true) => Some(Interest::Write),
@@ -309,7 +316,12 @@ fn route(
 }
 
 /// The loop: runs until every link has closed or failed.
-pub fn run(process: Arc<Process>, mut poller: Poller, signal: Arc<Signal>, mut links: Vec<NetLink>) {
+pub fn run(
+    process: Arc<Process>,
+    mut poller: Poller,
+    signal: Arc<Signal>,
+    mut links: Vec<NetLink>,
+) {
     loop {
         let workers_done = process.workers_done.load(Ordering::Acquire) == process.workers;
         let mut progress = false;

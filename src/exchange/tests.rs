@@ -25,7 +25,10 @@ struct Tally {
 
 impl Tally {
     fn take(&mut self, (src, seq, text): (u32, u64, String)) {
-        assert_eq!(seq, self.next[src as usize], "out of order from worker {src}");
+        assert_eq!(
+            seq, self.next[src as usize],
+            "out of order from worker {src}"
+        );
         assert_eq!(text, format!("{src}:{seq}"));
         self.next[src as usize] += 1;
         self.received += 1;
@@ -76,7 +79,10 @@ fn one_thread_sends_to_itself_in_order() {
     let guards = initialize(Config::Thread, |a| all_to_all(a, 10_000)).unwrap();
     let results = guards.join();
     assert_eq!(results.len(), 1);
-    assert_eq!(results[0].as_ref().unwrap().as_ref().unwrap(), &vec![10_000]);
+    assert_eq!(
+        results[0].as_ref().unwrap().as_ref().unwrap(),
+        &vec![10_000]
+    );
 }
 
 #[test]
@@ -249,7 +255,10 @@ fn frame(body: &[u8]) -> Vec<u8> {
 #[test]
 fn a_peer_that_vanishes_is_an_error_not_a_hang() {
     let r = with_fake_peer(drop);
-    assert!(matches!(r, Err(ExchangeError::PeerLost { process: 1, .. })), "{r:?}");
+    assert!(
+        matches!(r, Err(ExchangeError::PeerLost { process: 1, .. })),
+        "{r:?}"
+    );
 }
 
 #[test]
@@ -260,7 +269,10 @@ fn garbage_frames_are_errors() {
         s.write_all(&frame(&[9, 1, 2, 3])).unwrap();
         std::thread::sleep(Duration::from_millis(100));
     });
-    assert!(matches!(r, Err(ExchangeError::Malformed { process: 1, .. })), "{r:?}");
+    assert!(
+        matches!(r, Err(ExchangeError::Malformed { process: 1, .. })),
+        "{r:?}"
+    );
 
     // A batch header whose length runs past the frame.
     let r = with_fake_peer(|mut s| {
@@ -271,7 +283,10 @@ fn garbage_frames_are_errors() {
         s.write_all(&frame(&body)).unwrap();
         std::thread::sleep(Duration::from_millis(100));
     });
-    assert!(matches!(r, Err(ExchangeError::Malformed { process: 1, .. })), "{r:?}");
+    assert!(
+        matches!(r, Err(ExchangeError::Malformed { process: 1, .. })),
+        "{r:?}"
+    );
 
     // A well-formed batch whose message does not decode as a String
     // (a length prefix far past the bytes).
@@ -283,14 +298,20 @@ fn garbage_frames_are_errors() {
         s.write_all(&frame(&body)).unwrap();
         std::thread::sleep(Duration::from_millis(100));
     });
-    assert!(matches!(r, Err(ExchangeError::Malformed { process: 1, .. })), "{r:?}");
+    assert!(
+        matches!(r, Err(ExchangeError::Malformed { process: 1, .. })),
+        "{r:?}"
+    );
 
     // A frame announcing 4 GiB.
     let r = with_fake_peer(|mut s| {
         s.write_all(&u32::MAX.to_le_bytes()).unwrap();
         std::thread::sleep(Duration::from_millis(100));
     });
-    assert!(matches!(r, Err(ExchangeError::Malformed { process: 1, .. })), "{r:?}");
+    assert!(
+        matches!(r, Err(ExchangeError::Malformed { process: 1, .. })),
+        "{r:?}"
+    );
 
     // And a good message from the fake peer does arrive, for contrast.
     let r = with_fake_peer(|mut s| {

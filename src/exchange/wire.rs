@@ -55,7 +55,8 @@ impl Hello {
         if bytes.len() != 20 || &bytes[..4] != MAGIC {
             return Err(WireError("not an exchange handshake".into()));
         }
-        let word = |i: usize| u32::from_le_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
+        let word =
+            |i: usize| u32::from_le_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
         if word(4) != VERSION {
             return Err(WireError(format!(
                 "protocol version {} (we speak {VERSION})",
@@ -170,8 +171,20 @@ mod tests {
         assert_eq!(
             batches,
             vec![
-                Batch { channel: 7, src: 1, dst: 2, count: 2, bytes: &[9; 16] },
-                Batch { channel: 8, src: 1, dst: 3, count: 1, bytes: &[5; 3] },
+                Batch {
+                    channel: 7,
+                    src: 1,
+                    dst: 2,
+                    count: 2,
+                    bytes: &[9; 16]
+                },
+                Batch {
+                    channel: 8,
+                    src: 1,
+                    dst: 3,
+                    count: 1,
+                    bytes: &[5; 3]
+                },
             ]
         );
         // Every truncation either parses a prefix of batches or errors.
@@ -184,7 +197,11 @@ mod tests {
 
     #[test]
     fn handshake_checks_magic_and_version() {
-        let h = Hello { process: 1, processes: 2, workers: 4 };
+        let h = Hello {
+            process: 1,
+            processes: 2,
+            workers: 4,
+        };
         assert_eq!(Hello::decode(&h.encode()), Ok(h));
         assert!(Hello::decode(b"GET / HTTP/1.1\r\n\r\n..").is_err());
         let mut v2 = h.encode();

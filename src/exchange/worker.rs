@@ -306,7 +306,10 @@ impl Inbox {
                 } else {
                     self.pending_chunks += 1;
                     self.pending_bytes += chunk.bytes.len();
-                    self.pending.entry(chunk.channel).or_default().push_back(chunk);
+                    self.pending
+                        .entry(chunk.channel)
+                        .or_default()
+                        .push_back(chunk);
                 }
             }
             if ring.take_producer_waiting() {
@@ -373,7 +376,9 @@ impl WorkerCtx {
         for p in 0..peers {
             loop {
                 let mut outboxes = self.outboxes.borrow_mut();
-                let Some(ob) = outboxes[p].as_mut() else { break };
+                let Some(ob) = outboxes[p].as_mut() else {
+                    break;
+                };
                 if ob.ship(&net) {
                     break;
                 }
