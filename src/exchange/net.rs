@@ -113,33 +113,37 @@ impl NetLink {
             }
         }
         // Outbound: take workers' batches round-robin while the socket
-        // buffer has room.
+        // buffer has room; a flush that empties the buffer makes room for
+        // the batch that did not fit.
         loop {
-            let batch = match self.pending_out.take() {
-                Some(b) => b,
-                None => match self.pop_batch(process) {
+            loop {
+                let batch = match self.pending_out.take() {
                     Some(b) => b,
-                    None => break,
-                },
-            };
-            if !self.stream.send(&batch).map_err(|e| self.lost(e))? {
-                self.pending_out = Some(batch);
-                break;
+                    None => match self.pop_batch(process) {
+                        Some(b) => b,
+                        None => break,
+                    },
+                };
+                if !self.stream.send(&batch).map_err(|e| self.lost(e))? {
+                    self.pending_out = Some(batch);
+                    break;
+                }
+                progress = true;
             }
-            progress = true;
-        }
-        if workers_done && !self.goodbye_sent && self.pending_out.is_none() && self.outbound_empty()
-        {
-            if self
-                .stream
-                .send(&[KIND_GOODBYE])
-                .map_err(|e| self.lost(e))?
+            if workers_done
+                && !self.goodbye_sent
+                && self.pending_out.is_none()
+                && self.outbound_empty()
+                && self.stream.send(&[KIND_GOODBYE]).map_err(|e| self.lost(e))?
             {
                 self.goodbye_sent = true;
                 progress = true;
             }
+            let flushed = self.stream.flush().map_err(|e| self.lost(e))?;
+            if !flushed || self.pending_out.is_none() {
+                break;
+            }
         }
-        self.stream.flush().map_err(|e| self.lost(e))?;
         if self.goodbye_sent && !self.write_closed && !self.stream.wants_write() {
             self.stream.shutdown_write().map_err(|e| self.lost(e))?;
             self.write_closed = true;
@@ -198,6 +202,7 @@ impl NetLink {
             return false;
         }
         (self.pending_out.is_none() && !self.outbound_empty())
+            || (self.pending_out.is_some() && !self.stream.wants_write())
             || self.stalled.front().is_some_and(|(local, _)| {
                 let ring = &mut self.to_workers[*local];
                 !ring.is_full() || !ring.consumer_alive()
