@@ -134,7 +134,10 @@ impl NetLink {
                 && !self.goodbye_sent
                 && self.pending_out.is_none()
                 && self.outbound_empty()
-                && self.stream.send(&[KIND_GOODBYE]).map_err(|e| self.lost(e))?
+                && self
+                    .stream
+                    .send(&[KIND_GOODBYE])
+                    .map_err(|e| self.lost(e))?
             {
                 self.goodbye_sent = true;
                 progress = true;

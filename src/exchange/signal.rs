@@ -80,13 +80,11 @@ impl Signal {
     /// `deadline` passes (returning `ready()`'s last value). Spins
     /// briefly, then parks.
     pub fn wait_until(&self, deadline: Option<Instant>, mut ready: impl FnMut() -> bool) -> bool {
-        let spins: u32 = std::env::var("XSPINS").ok().and_then(|v| v.parse().ok()).unwrap_or(SPINS);
-        let yield_every: u32 = std::env::var("XYIELD").ok().and_then(|v| v.parse().ok()).unwrap_or(8);
-        for i in 0..spins {
+        for i in 0..SPINS {
             if ready() {
                 return true;
             }
-            if i % yield_every == yield_every - 1 {
+            if i % 8 == 7 {
                 std::thread::yield_now();
             } else {
                 std::hint::spin_loop();

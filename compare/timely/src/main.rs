@@ -41,7 +41,9 @@ impl Bytesable for U64 {
         8
     }
     fn into_bytes<W: std::io::Write>(&self, writer: &mut W) {
-        writer.write_all(&self.0.to_le_bytes()).expect("write to a Vec");
+        writer
+            .write_all(&self.0.to_le_bytes())
+            .expect("write to a Vec");
     }
 }
 
@@ -178,7 +180,9 @@ fn bench_worker(mut a: Allocator, messages: u64, rounds: u64) -> Option<Report> 
     }
     let mut slowest = 0;
     if me == 0 {
-        receive(&mut a, &mut *result_rx, pairs as u64, |ns| slowest = slowest.max(ns));
+        receive(&mut a, &mut *result_rx, pairs as u64, |ns| {
+            slowest = slowest.max(ns)
+        });
     }
     barrier(&mut a, 11);
 
