@@ -209,7 +209,7 @@ pub fn token_from_env() -> Result<String, String> {
 /// standard input in the background and exits the process when it closes
 /// (the runner that started this program is gone).
 pub fn token_from_stdin() -> Result<String, String> {
-    use std::io::{BufRead, Read};
+    use std::io::{BufRead, Read, Write};
     let mut line = String::new();
     std::io::stdin()
         .lock()
@@ -224,7 +224,12 @@ pub fn token_from_stdin() -> Result<String, String> {
         let mut stdin = std::io::stdin();
         // Anything after the token is ignored; end of input means exit.
         while matches!(stdin.read(&mut sink), Ok(n) if n > 0) {}
-        eprintln!("standard input closed (the runner is gone): exiting");
+        // Not eprintln!: with the runner gone, stderr may be a broken pipe,
+        // and a panic here would leave the program running.
+        let _ = writeln!(
+            std::io::stderr(),
+            "standard input closed (the runner is gone): exiting"
+        );
         std::process::exit(0);
     });
     Ok(token)

@@ -319,3 +319,37 @@ fn a_sweep_runs_across_three_namespaced_hosts() {
     assert_eq!(host_of("0"), Some(format!("{subnet}.1")));
     assert_eq!(host_of("C"), Some(format!("{subnet}.3")));
 }
+
+#[test]
+fn a_program_exits_when_its_runner_goes_even_with_stderr_gone() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bench_client"))
+        .args(["--control", "127.0.0.1:0", "--token-stdin"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    writeln!(stdin, "a-token").unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    assert!(line.contains("listening"), "{line}");
+    // The runner dies: its end of both pipes closes.
+    drop(stderr);
+    drop(stdin);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the program outlived its runner");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    assert!(status.success(), "{status}");
+}
