@@ -12,10 +12,12 @@
 //! - [`protocol`]: the protocols, listed in [`protocol::PROTOCOLS`].
 //! - [`sim`]: the deterministic simulator, the model checker and the
 //!   history checkers every protocol is tested with.
+//! - [`multicast`]: UDP-multicast sessions with barrier and broadcast groups.
 
 pub mod actor;
 pub mod app;
 pub mod exchange;
+pub mod multicast;
 pub mod net;
 pub mod protocol;
 pub mod runtime;

@@ -17,6 +17,12 @@ const BATCH: usize = RECV_BATCH;
 pub fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
     let socket = UdpSocket::bind(addr)?;
     socket.set_nonblocking(true)?;
+    set_buffers(&socket);
+    Ok(socket)
+}
+
+/// Asks for 8 MiB kernel buffers in each direction, best effort.
+pub(crate) fn set_buffers(socket: &UdpSocket) {
     let fd = socket.as_raw_fd();
     let size: libc::c_int = 8 << 20;
     let set = |opt| unsafe {
@@ -40,7 +46,6 @@ pub fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
             set(capped);
         }
     }
-    Ok(socket)
 }
 
 /// A UDP socket plus the buffers to move up to 32 datagrams per system

@@ -10,6 +10,7 @@
 //!   other loops (multicast sessions, exchange channels, work distribution).
 
 mod closed_loop;
+mod driven;
 mod host;
 mod poller;
 mod pool;
@@ -17,6 +18,7 @@ mod stats;
 mod timers;
 
 pub use closed_loop::{new_histogram, ClosedLoop, LiveStats};
+pub use driven::{DriveConfig, DriveLoop, Driven};
 pub use host::{run_host, HostConfig, HostOutcome, HostView, Supervisor};
 pub use poller::{Clock, Interest, Poller, Waker, Wakeup};
 pub use stats::{process_cpu_time, Counters};
