@@ -136,7 +136,7 @@ impl Sender {
         while self.sent < next {
             let seq = self.sent;
             let payload = self.window[(seq - self.base) as usize].clone();
-            let ack_now = (seq + 1) % every == 0 || (last_asks && seq + 1 == next);
+            let ack_now = (seq + 1).is_multiple_of(every) || (last_asks && seq + 1 == next);
             cx.send(
                 SESSION_GROUP,
                 Message::Data {
