@@ -369,20 +369,22 @@ impl Driven for CoordinatorState {
     fn on_command(&mut self, command: CoordinatorCommand, cx: &mut Context<Message>) {
         match command {
             CoordinatorCommand::CreateGroup { group, kind } => {
-                let result = if self.groups.contains_key(&group) {
-                    Err(Error::GroupExists(group))
-                } else {
-                    let g = match kind {
-                        GroupKind::Barrier => Group::Barrier(Barrier {
-                            round: 0,
-                            members: BTreeSet::new(),
-                            arrived: BTreeSet::new(),
-                            waiting: false,
-                        }),
-                        GroupKind::Broadcast => Group::Broadcast(Sender::new()),
-                    };
-                    self.groups.insert(group, g);
-                    Ok(())
+                let result = match self.groups.entry(group) {
+                    std::collections::btree_map::Entry::Occupied(_) => {
+                        Err(Error::GroupExists(group))
+                    }
+                    std::collections::btree_map::Entry::Vacant(slot) => {
+                        slot.insert(match kind {
+                            GroupKind::Barrier => Group::Barrier(Barrier {
+                                round: 0,
+                                members: BTreeSet::new(),
+                                arrived: BTreeSet::new(),
+                                waiting: false,
+                            }),
+                            GroupKind::Broadcast => Group::Broadcast(Sender::new()),
+                        });
+                        Ok(())
+                    }
                 };
                 self.events
                     .push(CoordinatorEvent::Created { group, result });
