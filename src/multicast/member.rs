@@ -282,9 +282,11 @@ impl State for MemberState {
                         cx.send(COORDINATOR, Message::Arrive { group, round });
                         cx.set_timer(timer, delay(*attempt));
                     }
-                    Some(Group::Broadcast(r)) if r.on_nack_timer(group, cx) => {
-                        let attempt = r.nack_attempt.unwrap_or(0);
-                        cx.set_timer(timer, delay(attempt));
+                    Some(Group::Broadcast(r)) => {
+                        let again = r.on_nack_timer(group, cx);
+                        if again {
+                            cx.set_timer(timer, delay(r.nack_attempt.unwrap_or(0)));
+                        }
                     }
                     _ => {}
                 }
