@@ -24,7 +24,7 @@ use std::time::Duration;
 /// How long the loop keeps polling without sleeping after it last did
 /// something: a reply is usually microseconds away, and sleeping and
 /// waking cost more than a few empty non-blocking reads.
-const SPIN_AFTER_WORK: Duration = Duration::from_micros(50);
+const SPIN_AFTER_WORK: Duration = Duration::from_micros(0);
 /// Commands taken per turn, so a flood of them cannot starve the sockets.
 const COMMANDS_PER_TURN: usize = 1024;
 /// Receive batches per socket per turn.
