@@ -28,9 +28,11 @@ fn multicast_addr() -> SocketAddr {
 fn fast_config() -> Config {
     Config {
         params: Params {
-            heartbeat: Duration::from_millis(20),
-            member_timeout: Duration::from_millis(200),
-            join_timeout: Duration::from_millis(300),
+            // Generous for a loaded CI machine: a member starved of CPU
+            // this long is (rightly) removed, which would fail the test.
+            heartbeat: Duration::from_millis(50),
+            member_timeout: Duration::from_millis(1000),
+            join_timeout: Duration::from_millis(1000),
             ..Params::default()
         },
         ..Config::default()
@@ -200,4 +202,209 @@ fn only_key_holders_join() {
     barrier.accept().unwrap();
     barrier.wait().unwrap();
     t.join().unwrap();
+}
+
+/// Runs `f` on a thread and fails the test if it has not finished within
+/// `secs` (a hang is a failure, not a stuck CI job).
+fn within<T: Send + 'static>(secs: u64, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(Duration::from_secs(secs))
+        .expect("timed out (or panicked)")
+}
+
+fn recv_index(rx: &mut troupe::multicast::BroadcastGroupReceiver) -> u64 {
+    let m = rx.recv().unwrap().into_bytes();
+    u64::from_le_bytes(m[..8].try_into().unwrap())
+}
+
+#[test]
+fn members_joining_mid_stream_get_everything_from_their_join_on() {
+    within(60, || {
+        let coordinator = start(fast_config());
+        let at = coordinator.local_addr();
+        let mut sender = coordinator.create_broadcast_group(Some(5)).unwrap();
+        let early = std::thread::spawn(move || {
+            let member = Member::join_session_with_config(at, fast_config()).unwrap();
+            let mut rx = member.join_broadcast_group(5).unwrap();
+            (0..400).map(|_| recv_index(&mut rx)).collect::<Vec<_>>()
+        });
+        sender.accept().unwrap();
+        for i in 0..200u64 {
+            sender.send(message(i as usize, 100)).unwrap();
+        }
+        // Everything so far is with the early member: the late one starts
+        // after it.
+        sender.wait().unwrap();
+        let late = std::thread::spawn(move || {
+            let member = Member::join_session_with_config(at, fast_config()).unwrap();
+            let mut rx = member.join_broadcast_group(5).unwrap();
+            (0..200).map(|_| recv_index(&mut rx)).collect::<Vec<_>>()
+        });
+        sender.accept().unwrap();
+        for i in 200..400u64 {
+            sender.send(message(i as usize, 100)).unwrap();
+        }
+        sender.wait().unwrap();
+        assert_eq!(early.join().unwrap(), (0..400).collect::<Vec<_>>());
+        assert_eq!(late.join().unwrap(), (200..400).collect::<Vec<_>>());
+    });
+}
+
+#[test]
+fn leaving_members_do_not_hold_the_groups_back() {
+    within(60, || {
+        // Slow failure detection: a leave that were not noticed would
+        // stall the groups far longer than this test waits.
+        let config = || Config {
+            params: Params {
+                member_timeout: Duration::from_secs(60),
+                ..fast_config().params
+            },
+            ..fast_config()
+        };
+        let coordinator = start(config());
+        let at = coordinator.local_addr();
+        let mut barrier = coordinator.create_barrier_group(Some(0)).unwrap();
+        let mut sender = coordinator.create_broadcast_group(Some(1)).unwrap();
+        let stayer = std::thread::spawn(move || {
+            let member = Member::join_session_with_config(at, config()).unwrap();
+            let mut b = member.join_barrier_group(0).unwrap();
+            let mut rx = member.join_broadcast_group(1).unwrap();
+            for _ in 0..20 {
+                b.wait().expect("barrier wait");
+            }
+            (0..100).map(|_| recv_index(&mut rx)).collect::<Vec<_>>()
+        });
+        let leaver = std::thread::spawn(move || {
+            let member = Member::join_session_with_config(at, config()).unwrap();
+            let mut b = member.join_barrier_group(0).unwrap();
+            let mut rx = member.join_broadcast_group(1).unwrap();
+            for _ in 0..10 {
+                b.wait().expect("barrier wait");
+            }
+            // Leaves the barrier group, staying in the session.
+            drop(b);
+            assert_eq!(recv_index(&mut rx), 0);
+            // Dropping the handles and the member leaves the session.
+        });
+        for _ in 0..2 {
+            barrier.accept().unwrap();
+            sender.accept().unwrap();
+        }
+        for _ in 0..20 {
+            barrier.wait().unwrap();
+        }
+        for i in 0..100 {
+            sender.send(message(i, 64)).unwrap();
+        }
+        sender.wait().unwrap();
+        leaver.join().unwrap();
+        assert_eq!(stayer.join().unwrap(), (0..100).collect::<Vec<_>>());
+    });
+}
+
+/// Environment variable that makes [`killed_member_child`] act as a
+/// member of the session at that address.
+const CHILD_ENV: &str = "TROUPE_MULTICAST_CHILD_AT";
+
+/// Not a test on its own: the member process that
+/// `a_killed_member_is_removed_and_the_rest_carry_on` starts and kills.
+#[test]
+#[ignore]
+fn killed_member_child() {
+    let Ok(at) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let member = Member::join_session_with_config(at.parse().unwrap(), fast_config()).unwrap();
+    let mut rx = member.join_broadcast_group(0).unwrap();
+    loop {
+        rx.recv().unwrap();
+    }
+}
+
+/// Kills the child process when dropped, whatever happens to the test.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_killed_member_is_removed_and_the_rest_carry_on() {
+    within(60, || {
+        let coordinator = start(fast_config());
+        let at = coordinator.local_addr();
+        let mut sender = coordinator.create_broadcast_group(Some(0)).unwrap();
+        let mut child = KillOnDrop(
+            std::process::Command::new(std::env::current_exe().unwrap())
+                .args(["--ignored", "--exact", "killed_member_child", "--nocapture"])
+                .env(CHILD_ENV, at.to_string())
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        let survivor = std::thread::spawn(move || {
+            let member = Member::join_session_with_config(at, fast_config()).unwrap();
+            let mut rx = member.join_broadcast_group(0).unwrap();
+            (0..2000).map(|_| recv_index(&mut rx)).collect::<Vec<_>>()
+        });
+        sender.accept().unwrap();
+        sender.accept().unwrap();
+        for i in 0..1000 {
+            sender.send(message(i, 2000)).unwrap();
+        }
+        sender.wait().unwrap();
+        // Mid-broadcast: kill the child with messages in flight.
+        for i in 1000..1500 {
+            sender.send(message(i, 2000)).unwrap();
+        }
+        child.0.kill().unwrap();
+        let killed = std::time::Instant::now();
+        for i in 1500..2000 {
+            sender.send(message(i, 2000)).unwrap();
+        }
+        sender.wait().unwrap();
+        let stall = killed.elapsed();
+        eprintln!("wait() returned {stall:?} after the kill");
+        assert_eq!(survivor.join().unwrap(), (0..2000).collect::<Vec<_>>());
+        drop(child);
+    });
+}
+
+#[test]
+fn barrier_and_broadcast_survive_loss_together() {
+    within(60, || {
+        let lossy = || Config {
+            receive_loss: 0.05,
+            ..fast_config()
+        };
+        let coordinator = start(lossy());
+        let at = coordinator.local_addr();
+        let mut barrier = coordinator.create_barrier_group(Some(0)).unwrap();
+        let members: Vec<_> = (0..2)
+            .map(|_| {
+                std::thread::spawn(move || {
+                    let member = Member::join_session_with_config(at, lossy()).unwrap();
+                    let mut b = member.join_barrier_group(0).unwrap();
+                    for _ in 0..100 {
+                        b.wait().expect("barrier wait");
+                    }
+                })
+            })
+            .collect();
+        barrier.accept().unwrap();
+        barrier.accept().unwrap();
+        for _ in 0..100 {
+            barrier.wait().unwrap();
+        }
+        for m in members {
+            m.join().unwrap();
+        }
+    });
 }
