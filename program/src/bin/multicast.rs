@@ -56,6 +56,72 @@ enum Workload {
         #[arg(long, default_value_t = 0.0)]
         loss: f64,
     },
+    /// Across hosts (see scripts/multicast-netns.sh): runs a session's
+    /// coordinator through barrier rounds and a checked broadcast.
+    CheckCoordinator {
+        /// Members to wait for.
+        #[arg(long)]
+        members: usize,
+    },
+    /// Across hosts: a member of the `check-coordinator` session.
+    CheckMember {
+        /// The coordinator's address.
+        #[arg(long)]
+        coordinator: SocketAddr,
+    },
+}
+
+/// Rounds and messages of the cross-host check.
+const CHECK_ROUNDS: usize = 100;
+const CHECK_MESSAGES: usize = 2000;
+
+/// Message `i` of the cross-host check: sizes from 0 to ~100 KB, bytes
+/// that depend on `i`, so any loss, reordering or corruption shows.
+fn check_message(i: usize) -> Vec<u8> {
+    let size = (i * 7919) % 100_000;
+    (0..size).map(|k| (k ^ i) as u8).collect()
+}
+
+fn check_coordinator(args: &Args, members: usize) -> Result<(), Error> {
+    let coordinator = Coordinator::start_session(args.bind, args.multicast)?;
+    let mut barrier = coordinator.create_barrier_group(Some(0))?;
+    let mut sender = coordinator.create_broadcast_group(Some(1))?;
+    for _ in 0..members {
+        barrier.accept()?;
+        sender.accept()?;
+    }
+    for _ in 0..CHECK_ROUNDS {
+        barrier.wait()?;
+    }
+    for i in 0..CHECK_MESSAGES {
+        sender.send(check_message(i))?;
+    }
+    sender.wait()?;
+    // The members confirm they checked everything by a last round.
+    barrier.wait()?;
+    println!("check-coordinator: {members} members passed {CHECK_ROUNDS} rounds and {CHECK_MESSAGES} messages");
+    Ok(())
+}
+
+fn check_member(coordinator: SocketAddr) -> Result<(), Error> {
+    let member = Member::join_session(coordinator)?;
+    let mut barrier = member.join_barrier_group(0)?;
+    let mut rx = member.join_broadcast_group(1)?;
+    for _ in 0..CHECK_ROUNDS {
+        barrier.wait()?;
+    }
+    for i in 0..CHECK_MESSAGES {
+        if rx.recv()?.into_bytes() != check_message(i) {
+            eprintln!("check-member: message {i} differs");
+            std::process::exit(1);
+        }
+    }
+    barrier.wait()?;
+    println!(
+        "check-member {:x}: all rounds and messages arrived intact",
+        member.id()
+    );
+    Ok(())
 }
 
 const WARMUP: usize = 100;
@@ -170,6 +236,8 @@ fn main() {
             count,
             loss,
         } => broadcast(&args, members, size, count, loss),
+        Workload::CheckCoordinator { members } => check_coordinator(&args, members),
+        Workload::CheckMember { coordinator } => check_member(coordinator),
     };
     if let Err(e) = result {
         eprintln!("multicast: {e}");
