@@ -49,6 +49,8 @@ mod params;
 mod pieces;
 mod receiver;
 mod session;
+#[cfg(test)]
+mod tests;
 
 pub use codec::SessionCodec;
 pub use coordinator::{
