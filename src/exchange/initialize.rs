@@ -13,7 +13,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -107,6 +107,9 @@ struct DoneGuard(Arc<Process>);
 
 impl Drop for DoneGuard {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.abort();
+        }
         self.0.workers_done.fetch_add(1, Ordering::AcqRel);
         if let Some(net) = &self.0.net {
             net.notify();
@@ -163,6 +166,7 @@ where
         net: net_signal.clone(),
         links: (0..processes).map(|_| Link::default()).collect(),
         workers_done: AtomicUsize::new(0),
+        aborted: AtomicBool::new(false),
     });
 
     // Rings between each worker and the network thread, per peer.

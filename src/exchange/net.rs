@@ -6,7 +6,7 @@
 use super::error::ExchangeError;
 use super::ring::{Consumer, Producer};
 use super::signal::{Signal, PARK_SLICE};
-use super::wire::{Batches, KIND_DATA, KIND_GOODBYE};
+use super::wire::{Batches, KIND_ABORT, KIND_DATA, KIND_GOODBYE};
 use super::worker::{Chunk, Process};
 use crate::net::{FramedStream, StreamError};
 use crate::runtime::{Interest, Poller};
@@ -130,14 +130,14 @@ impl NetLink {
                 }
                 progress = true;
             }
-            if workers_done
-                && !self.goodbye_sent
+            // A panicked worker is announced at once (workers elsewhere
+            // may wait for it); a clean end after everything was sent.
+            let aborted = process.aborted.load(Ordering::Acquire);
+            let last = if aborted { KIND_ABORT } else { KIND_GOODBYE };
+            if !self.goodbye_sent
                 && self.pending_out.is_none()
-                && self.outbound_empty()
-                && self
-                    .stream
-                    .send(&[KIND_GOODBYE])
-                    .map_err(|e| self.lost(e))?
+                && (aborted || (workers_done && self.outbound_empty()))
+                && self.stream.send(&[last]).map_err(|e| self.lost(e))?
             {
                 self.goodbye_sent = true;
                 progress = true;
@@ -210,7 +210,7 @@ impl NetLink {
                 let ring = &mut self.to_workers[*local];
                 !ring.is_full() || !ring.consumer_alive()
             })
-            || (workers_done
+            || ((workers_done || process.aborted.load(Ordering::Acquire))
                 && !self.goodbye_sent
                 && self.pending_out.is_none()
                 && !self.stream.wants_write())
@@ -313,6 +313,10 @@ fn route(
             }
             Ok(())
         }
+        KIND_ABORT => Err(ExchangeError::PeerLost {
+            process: peer,
+            reason: format!("a worker of process {peer} panicked"),
+        }),
         KIND_GOODBYE if body.is_empty() => {
             *peer_finished = true;
             process.links[peer].finish();

@@ -326,6 +326,27 @@ fn garbage_frames_are_errors() {
 }
 
 #[test]
+fn a_panicked_worker_is_an_error_for_the_other_processes() {
+    let results = run_cluster(1, 2, |mut a| {
+        let (_tx, mut rx) = a.allocate::<u64>(0).unwrap();
+        if a.index() == 1 {
+            panic!("worker 1 fails");
+        }
+        rx.recv_timeout(Duration::from_secs(30))
+    });
+    assert!(results[1][0]
+        .as_ref()
+        .unwrap_err()
+        .contains("worker 1 fails"));
+    match results[0][0].as_ref().unwrap() {
+        Err(ExchangeError::PeerLost { process: 1, reason }) => {
+            assert!(reason.contains("panicked"), "{reason}")
+        }
+        other => panic!("expected a lost peer, got {other:?}"),
+    }
+}
+
+#[test]
 fn a_handshake_with_another_shape_is_refused() {
     let addrs = free_addrs(2);
     let peer_addr = addrs[0];

@@ -11,6 +11,9 @@ use std::fmt;
 pub const KIND_DATA: u8 = 0;
 /// Frame kind: the sending process has finished; no more data follows.
 pub const KIND_GOODBYE: u8 = 1;
+/// Frame kind: a worker of the sending process panicked; the
+/// computation cannot complete.
+pub const KIND_ABORT: u8 = 2;
 /// Bytes of a batch header: channel, source, destination, count, length.
 pub const BATCH_HEADER: usize = 20;
 

@@ -108,6 +108,8 @@ pub struct Process {
     pub links: Vec<Link>,
     /// Local workers that have finished.
     pub workers_done: AtomicUsize,
+    /// A local worker panicked: peers are told at once.
+    pub aborted: AtomicBool,
 }
 
 impl Process {
@@ -138,6 +140,21 @@ impl Process {
     /// The first failed link's error.
     pub fn link_error(&self) -> Option<ExchangeError> {
         self.links.iter().find_map(|l| l.error())
+    }
+
+    /// Records a panicked local worker: an error for the other local
+    /// workers (through our own entry in `links`) and, through the
+    /// network thread, for every peer process.
+    pub fn abort(&self) {
+        self.links[self.index].fail(ExchangeError::PeerLost {
+            process: self.index,
+            reason: "a worker of this process panicked".into(),
+        });
+        self.aborted.store(true, Ordering::Release);
+        self.notify_all();
+        if let Some(net) = &self.net {
+            net.notify();
+        }
     }
 
     /// Which process a global worker index lives in.

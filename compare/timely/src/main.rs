@@ -124,11 +124,14 @@ fn run_process(args: &Args, index: usize, addresses: Vec<SocketAddr>) -> Result<
     Ok(())
 }
 
-/// Receives `n` messages, parking when none are there.
+/// Receives `n` messages, parking when none are there. The channel
+/// events are drained as timely's own worker does in each step; left
+/// undrained, `await_events` never parks and the worker spins.
 fn receive(a: &mut Allocator, rx: &mut dyn Pull<U64>, n: u64, mut each: impl FnMut(u64)) {
     let mut got = 0;
     while got < n {
         a.receive();
+        a.events().borrow_mut().clear();
         while let Some(m) = rx.recv() {
             each(m.0);
             got += 1;
