@@ -2,6 +2,7 @@
 //! example agrees with a sequential count, and a process killed mid-run
 //! is an error for its peer, not a hang.
 
+use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 use troupe_program::peers::loopback_addresses;
@@ -22,6 +23,30 @@ impl Guard {
     fn kill(&mut self) {
         if let Some(c) = self.0.as_mut() {
             let _ = c.kill();
+        }
+    }
+
+    /// Reads stdout until a line starting with `prefix` (bounded: a
+    /// reader thread hands lines over a channel).
+    fn wait_for_line(&mut self, prefix: &str, limit: Duration) {
+        let stdout = self.0.as_mut().unwrap().stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let deadline = Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) if line.starts_with(prefix) => return,
+                Ok(_) => {}
+                Err(e) => panic!("no line starting with {prefix:?}: {e}"),
+            }
         }
     }
 
@@ -86,8 +111,11 @@ fn kill_mid_run(victim: usize) -> Output {
             ]))
         })
         .collect();
-    // Connecting takes milliseconds; then they stream for hours.
-    std::thread::sleep(Duration::from_millis(300));
+    // Once both say they are connected, they stream for hours.
+    for p in &mut procs {
+        p.wait_for_line("exchange-connected", Duration::from_secs(30));
+    }
+    std::thread::sleep(Duration::from_millis(50));
     procs[victim].kill();
     procs[1 - victim].output_within(Duration::from_secs(30))
 }

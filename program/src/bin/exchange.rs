@@ -90,6 +90,10 @@ fn run_process(args: &Args, index: usize, addresses: Vec<SocketAddr>) -> Result<
     let guards = initialize(config, move |a| bench_worker(a, messages, rounds))
         .map_err(|e| e.to_string())?;
     let setup = guards.setup_time();
+    println!(
+        "exchange-connected process={index} connect_ms={:.1}",
+        setup.as_secs_f64() * 1e3
+    );
     let mut report = None;
     for result in guards.join() {
         match result {
