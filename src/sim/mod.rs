@@ -119,6 +119,8 @@ mod faults;
 mod history;
 mod linearizability;
 mod runner;
+#[cfg(test)]
+mod tests;
 mod trace;
 mod workload;
 mod world;

@@ -195,14 +195,15 @@ impl SimOutcome {
     }
 }
 
-/// The seeds a batch runs: `TROUPE_SEED` alone when it is set.
-fn seeds_to_run(cfg: &SimConfig) -> Vec<u64> {
-    match std::env::var(SEED_VAR) {
-        Ok(v) => match v.trim().parse() {
+/// The seeds a batch runs: `TROUPE_SEED` alone when it is set (`replay`
+/// is its value).
+fn seeds_to_run(cfg: &SimConfig, replay: Option<String>) -> Vec<u64> {
+    match replay {
+        Some(v) => match v.trim().parse() {
             Ok(seed) => vec![seed],
             Err(_) => panic!("{SEED_VAR}={v:?} is not a seed (a u64)"),
         },
-        Err(_) => (cfg.first_seed..cfg.first_seed.saturating_add(cfg.seeds)).collect(),
+        None => (cfg.first_seed..cfg.first_seed.saturating_add(cfg.seeds)).collect(),
     }
 }
 
@@ -212,7 +213,7 @@ fn seeds_to_run(cfg: &SimConfig) -> Vec<u64> {
 pub fn simulate<P: Spec>(spec: &P, cfg: &SimConfig) -> SimOutcome {
     let mut outcome = SimOutcome::default();
     let tolerance = spec.tolerance();
-    for seed in seeds_to_run(cfg) {
+    for seed in seeds_to_run(cfg, std::env::var(SEED_VAR).ok()) {
         let schedule = Schedule::generate(seed, cfg, spec.nodes(), cfg.clients, tolerance);
         let report = run_one(spec, cfg, seed, &schedule, 0);
         outcome.elapsed += report.elapsed;
@@ -274,4 +275,22 @@ pub fn assert_seeds<P: Spec>(spec: &P, cfg: &SimConfig) -> SimOutcome {
         );
     }
     outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn troupe_seed_replaces_the_batch() {
+        let cfg = SimConfig {
+            first_seed: 10,
+            seeds: 3,
+            ..SimConfig::default()
+        };
+        assert_eq!(seeds_to_run(&cfg, None), vec![10, 11, 12]);
+        assert_eq!(seeds_to_run(&cfg, Some(" 987 ".into())), vec![987]);
+        let bad = std::panic::catch_unwind(|| seeds_to_run(&cfg, Some("x".into())));
+        assert!(bad.is_err());
+    }
 }
