@@ -3,7 +3,6 @@
 
 use super::history::History;
 use crate::actor::Execution;
-use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// Checks what honest replicas reported executing (node id, its
 /// executions in order) against each other and against the results the
@@ -16,54 +15,62 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 ///   are compared by digest; identical operations of different clients
 ///   are counted, not told apart.)
 pub fn check_agreement(executed: &[(u16, &[Execution])], history: &History) -> Result<(), String> {
-    let mut at: BTreeMap<u64, (u16, u64)> = BTreeMap::new();
-    for (node, log) in executed {
-        for e in log.iter() {
-            match at.get(&e.position) {
-                Some((other, digest)) if *digest != e.digest => {
-                    return Err(format!(
-                        "agreement violated at position {}: n{other} executed op {:016x}, n{node} executed op {:016x}",
-                        e.position, digest, e.digest
-                    ));
-                }
-                Some(_) => {}
-                None => {
-                    at.insert(e.position, (*node, e.digest));
-                }
-            }
+    // Sorting instead of hashing: every execution as (position, digest,
+    // node), so conflicts at one position sit side by side.
+    let mut all: Vec<(u64, u64, u16)> = executed
+        .iter()
+        .flat_map(|(node, log)| log.iter().map(|e| (e.position, e.digest, *node)))
+        .collect();
+    all.sort_unstable();
+    for w in all.windows(2) {
+        let ((p, d1, n1), (q, d2, n2)) = (w[0], w[1]);
+        if p == q && d1 != d2 {
+            return Err(format!(
+                "agreement violated at position {p}: n{n1} executed op {d1:016x}, n{n2} executed op {d2:016x}"
+            ));
         }
     }
     // How many times each op was executed, by the replica that executed
     // it most (distinct positions only: a restarted replica re-executing
     // its log is not a second execution).
-    let mut most: HashMap<u64, usize> = HashMap::new();
+    let mut most: Vec<(u64, usize)> = Vec::new();
     for (_, log) in executed {
-        let distinct: HashSet<(u64, u64)> = log.iter().map(|e| (e.position, e.digest)).collect();
-        let mut count: HashMap<u64, usize> = HashMap::new();
-        for (_, digest) in distinct {
-            *count.entry(digest).or_default() += 1;
-        }
-        for (digest, n) in count {
-            let m = most.entry(digest).or_default();
-            *m = (*m).max(n);
-        }
+        let mut distinct: Vec<(u64, u64)> = log.iter().map(|e| (e.digest, e.position)).collect();
+        distinct.sort_unstable();
+        distinct.dedup();
+        most.extend(runs(distinct.iter().map(|(d, _)| *d)));
     }
-    let mut accepted: HashMap<u64, (usize, &super::history::Op)> = HashMap::new();
-    for op in history.completed() {
-        accepted.entry(op.digest).or_insert((0, op)).0 += 1;
-    }
-    let mut digests: Vec<_> = accepted.into_iter().collect();
-    digests.sort_by_key(|(d, _)| *d);
-    for (digest, (n, example)) in digests {
-        let done = most.get(&digest).copied().unwrap_or(0);
+    most.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+    most.dedup_by_key(|(d, _)| *d); // keeps the largest count per digest
+    let mut accepted: Vec<u64> = history.completed().map(|op| op.digest).collect();
+    accepted.sort_unstable();
+    for (digest, n) in runs(accepted.into_iter()) {
+        let done = match most.binary_search_by_key(&digest, |(d, _)| *d) {
+            Ok(i) => most[i].1,
+            Err(_) => 0,
+        };
         if n > done {
+            let example = history.completed().find(|op| op.digest == digest);
+            let (op, client) =
+                example.map_or((String::new(), 0), |o| (format!("{:?}", o.op), o.client));
             return Err(format!(
-                "clients accepted {n} result(s) of {:?} (op {digest:016x}, e.g. c{}) but no honest replica executed it more than {done} time(s)",
-                example.op, example.client
+                "clients accepted {n} result(s) of {op} (op {digest:016x}, e.g. c{client}) but no honest replica executed it more than {done} time(s)"
             ));
         }
     }
     Ok(())
+}
+
+/// Lengths of runs of equal values in a sorted sequence.
+fn runs(sorted: impl Iterator<Item = u64>) -> Vec<(u64, usize)> {
+    let mut out: Vec<(u64, usize)> = Vec::new();
+    for x in sorted {
+        match out.last_mut() {
+            Some((y, n)) if *y == x => *n += 1,
+            _ => out.push((x, 1)),
+        }
+    }
+    out
 }
 
 #[cfg(test)]

@@ -54,11 +54,27 @@ struct Slot<A: State> {
     cx: Context<A::Message>,
     up: bool,
     honest: bool,
-    /// Armed timers and the generation of their latest arming.
-    timers: Vec<(Timer, u64)>,
+    /// Timers armed, or with an event still in the queue.
+    timers: Vec<TimerSlot>,
     /// Local clock rate (skew).
     rate: f64,
     adversary: Option<Adversary<A::Message>>,
+}
+
+/// One timer of one actor. At most one queue event per timer is live
+/// (`queued`): re-arming a timer later than its queued event (a client
+/// that resends after 5 ms, answered in 0.3 ms, then sends again) pushes
+/// nothing; the event, when it comes, moves itself to the deadline. This
+/// keeps cancelled timers from piling up in the heap.
+#[derive(Clone, Copy, Debug)]
+struct TimerSlot {
+    timer: Timer,
+    armed: bool,
+    deadline: u64,
+    /// Generation of the event in the queue for this timer, if any.
+    queued: Option<u64>,
+    /// When that event fires.
+    queued_at: u64,
 }
 
 /// The network as the active faults make it.
@@ -338,7 +354,7 @@ impl<'s, P: Spec> World<'s, P> {
             match effect {
                 Effect::Send { to, msg } => self.send(slot, to, msg),
                 Effect::SetTimer { timer, after } => self.set_timer(slot, timer, after),
-                Effect::CancelTimer(timer) => self.slots[slot].timers.retain(|(t, _)| *t != timer),
+                Effect::CancelTimer(timer) => self.cancel_timer(slot, timer),
                 Effect::Complete(result) => self.complete(slot, result),
             }
         }
@@ -482,16 +498,40 @@ impl<'s, P: Spec> World<'s, P> {
     }
 
     fn set_timer(&mut self, slot: usize, timer: Timer, after: Duration) {
+        let s = &mut self.slots[slot];
+        let deadline = self.now + (after.as_nanos() as f64 / s.rate) as u64;
+        let i = match s.timers.iter().position(|t| t.timer == timer) {
+            Some(i) => i,
+            None => {
+                s.timers.push(TimerSlot {
+                    timer,
+                    armed: false,
+                    deadline,
+                    queued: None,
+                    queued_at: 0,
+                });
+                s.timers.len() - 1
+            }
+        };
+        let entry = &mut s.timers[i];
+        entry.armed = true;
+        entry.deadline = deadline;
+        // An event queued no later than the deadline will move itself
+        // there when it comes; otherwise queue one, superseding it.
+        if entry.queued.is_none() || entry.queued_at > deadline {
+            self.queue_timer(slot, i, deadline);
+        }
+    }
+
+    fn queue_timer(&mut self, slot: usize, i: usize, at: u64) {
         self.timer_generation += 1;
         let generation = self.timer_generation;
-        let s = &mut self.slots[slot];
-        match s.timers.iter_mut().find(|(t, _)| *t == timer) {
-            Some(entry) => entry.1 = generation,
-            None => s.timers.push((timer, generation)),
-        }
-        let global = (after.as_nanos() as f64 / s.rate) as u64;
+        let entry = &mut self.slots[slot].timers[i];
+        entry.queued = Some(generation);
+        entry.queued_at = at;
+        let timer = entry.timer;
         self.push(
-            self.now + global,
+            at,
             Event::Timer {
                 slot: slot as u32,
                 timer,
@@ -500,11 +540,35 @@ impl<'s, P: Spec> World<'s, P> {
         );
     }
 
+    fn cancel_timer(&mut self, slot: usize, timer: Timer) {
+        let timers = &mut self.slots[slot].timers;
+        if let Some(i) = timers.iter().position(|t| t.timer == timer) {
+            if timers[i].queued.is_some() {
+                timers[i].armed = false; // its event will find it disarmed
+            } else {
+                timers.swap_remove(i);
+            }
+        }
+    }
+
     fn fire(&mut self, slot: usize, timer: Timer, generation: u64) {
         let s = &mut self.slots[slot];
-        let Some(i) = s.timers.iter().position(|e| *e == (timer, generation)) else {
-            return; // replaced or cancelled since
+        let Some(i) = s.timers.iter().position(|t| t.timer == timer) else {
+            return; // forgotten in a crash
         };
+        let entry = s.timers[i];
+        if entry.queued != Some(generation) {
+            return; // superseded by an earlier event
+        }
+        if !entry.armed {
+            s.timers.swap_remove(i);
+            return;
+        }
+        if entry.deadline > self.now {
+            // Re-armed later since this event was queued: follow it.
+            self.queue_timer(slot, i, entry.deadline);
+            return;
+        }
         s.timers.swap_remove(i);
         if let Some(trace) = &mut self.trace {
             trace.push(self.now, format_args!("{} timer {}", s.addr, timer.0), None);
