@@ -86,13 +86,22 @@ pub fn run(command: &Command, reporter: &Reporter) -> Report {
     }
     reporter.send(&Report::Started);
 
-    // Report each second until every thread is done.
+    // Report each second until every thread is done, then the last part
+    // second (unless it is a sliver), so the series covers the whole run.
     let start = Instant::now();
     let mut last = start;
     let mut last_cpu = process_cpu_time();
-    while !handles.iter().all(|h| h.is_finished()) {
-        std::thread::sleep(Duration::from_millis(20));
-        if last.elapsed() >= Duration::from_secs(1) {
+    loop {
+        let done = handles.iter().all(|h| h.is_finished());
+        if !done {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let due = if done {
+            Duration::from_millis(200)
+        } else {
+            Duration::from_secs(1)
+        };
+        if last.elapsed() >= due {
             let interval = live.lock().map(|mut l| l.take()).unwrap_or_default();
             let cpu = process_cpu_time();
             let now = Instant::now();
@@ -107,6 +116,9 @@ pub fn run(command: &Command, reporter: &Reporter) -> Report {
             }));
             last = now;
             last_cpu = cpu;
+        }
+        if done {
+            break;
         }
     }
 

@@ -8,6 +8,7 @@
 //! ```text
 //! troupe-run [--hosts FILE] [--fresh]        the default comparison
 //! troupe-run faults [--hosts FILE] [--fresh] a crash during load, per protocol
+//! troupe-run batching [--hosts FILE] [--fresh] batch sizes under light and heavy load
 //! troupe-run bench --protocol unreplicated --clients 100 --duration 5 --csv results/one.csv
 //! troupe-run plot results/default.csv        redraw results/default.svg
 //! ```
@@ -63,6 +64,21 @@ fn faults(opts: &Opts) -> Result<(), String> {
     sweep("results/faults.csv", opts, plan)
 }
 
+/// What batching buys: every protocol at a few batch sizes, light and
+/// heavy load.
+fn batching(opts: &Opts) -> Result<(), String> {
+    let dir = program_dir().map_err(|e| e.to_string())?;
+    let mut plan = Vec::new();
+    for (protocol, _replicas) in Cluster::protocols(&dir).map_err(|e| e.to_string())? {
+        for batch in [1, 8, 32] {
+            for clients in [32, 256] {
+                plan.push(Bench::new(&protocol, clients).batch(batch).seconds(4.0));
+            }
+        }
+    }
+    sweep("results/batching.csv", opts, plan)
+}
+
 fn sweep(csv: &str, opts: &Opts, plan: Vec<Bench>) -> Result<(), String> {
     if plan.is_empty() {
         return Err("nothing to run: no protocol fits this sweep".into());
@@ -102,6 +118,7 @@ fn main() -> ExitCode {
         Some("bench") => bench(&args[1..]),
         Some("plot") => plot(&args[1..]),
         Some("faults") => Opts::parse(&args[1..]).and_then(|o| faults(&o)),
+        Some("batching") => Opts::parse(&args[1..]).and_then(|o| batching(&o)),
         Some("-h") | Some("--help") => {
             println!("{USAGE}");
             Ok(())
@@ -119,6 +136,7 @@ fn main() -> ExitCode {
 
 const USAGE: &str = "usage: troupe-run [--hosts FILE] [--fresh]   the default comparison into results/default.csv
        troupe-run faults [--hosts FILE] [--fresh]   a replica crash under load, into results/faults.csv
+       troupe-run batching [--hosts FILE] [--fresh] batch sizes 1, 8, 32, into results/batching.csv
        troupe-run bench --protocol P [--replicas N] [--clients C] [--client-threads T]
                         [--batch B] [--duration SECS] [--warmup SECS] [--app null|kv]
                         [--shared-threads S] [--fault crash<ID>@<SECS>s] [--hosts FILE] [--csv FILE]

@@ -302,17 +302,23 @@ pub fn label(b: &Bench) -> String {
 
 /// A finished row in one line.
 pub fn summary(r: &Row) -> String {
-    if r.is_ok() {
-        format!(
-            "{} replicas={} clients={}: {:.0} ops/s, p50 {} us, p99 {} us, p999 {} us, {} errors",
-            r.protocol, r.replicas, r.clients, r.ops_per_s, r.p50_us, r.p99_us, r.p999_us, r.errors
-        )
-    } else {
-        format!(
-            "{} replicas={} clients={}: {}",
-            r.protocol, r.replicas, r.clients, r.failure
-        )
+    let mut what = format!(
+        "{} replicas={} clients={}",
+        r.protocol, r.replicas, r.clients
+    );
+    if r.batch > 1 {
+        what.push_str(&format!(" batch={}", r.batch));
     }
+    if r.fault != "none" {
+        what.push_str(&format!(" fault={}", r.fault));
+    }
+    if !r.is_ok() {
+        return format!("{what}: {}", r.failure);
+    }
+    format!(
+        "{what}: {:.0} ops/s, p50 {} us, p99 {} us, p999 {} us, {} errors",
+        r.ops_per_s, r.p50_us, r.p99_us, r.p999_us, r.errors
+    )
 }
 
 /// The flag Ctrl-C (and SIGTERM) raise. The handler is installed once per
