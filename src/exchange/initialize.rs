@@ -3,7 +3,7 @@
 use super::allocator::Allocator;
 use super::connect::connect_cluster;
 use super::error::ExchangeError;
-use super::net::{self, NetLink};
+use super::net::{self, NetLink, Wire};
 use super::ring::ring;
 use super::signal::Signal;
 use super::worker::{Inbox, Link, Outbox, Process, WorkerCtx, IN_RING, MAX_FRAME, OUT_RING};
@@ -181,17 +181,21 @@ where
             max_frame: MAX_FRAME,
             max_write_buffer: 1 << 20,
         };
-        let stream = FramedStream::new(stream, limits).map_err(io)?;
+        let wire = Arc::new(Mutex::new(Wire {
+            stream: FramedStream::new(stream, limits).map_err(io)?,
+            pending_out: None,
+            closed: false,
+        }));
         let (mut from_workers, mut to_workers) = (Vec::new(), Vec::new());
         for w in 0..workers {
             let (p, c) = ring(OUT_RING);
-            outboxes[w][peer] = Some(Outbox::new(p));
+            outboxes[w][peer] = Some(Outbox::new(p, wire.clone()));
             from_workers.push(c);
             let (p, c) = ring(IN_RING);
             to_workers.push(p);
             inboxes[w].push(c);
         }
-        links.push(NetLink::new(peer, stream, from_workers, to_workers));
+        links.push(NetLink::new(peer, wire, from_workers, to_workers));
     }
 
     let worker = Arc::new(worker);

@@ -115,6 +115,12 @@ impl<T> Producer<T> {
         false
     }
 
+    /// True if the consumer has taken everything pushed so far.
+    pub fn is_drained(&mut self) -> bool {
+        self.cached_head = self.shared.head.0.load(Ordering::Acquire);
+        self.cached_head == self.tail
+    }
+
     /// Announces that this producer is about to sleep until space frees
     /// up; the consumer's next pop clears it and reports it.
     pub fn set_waiting(&self) {

@@ -2,6 +2,7 @@
 //! its outgoing batches per peer process and its incoming chunks.
 
 use super::error::ExchangeError;
+use super::net::SharedWire;
 use super::ring::{Consumer, Producer};
 use super::signal::Signal;
 use super::wire::{close_batch, open_batch, KIND_DATA};
@@ -163,21 +164,28 @@ impl Process {
     }
 }
 
+/// Batches up to this size may be written to the socket by the worker
+/// itself (see [`Wire`](super::net::Wire)); larger ones are the network
+/// thread's job, so that a streaming worker keeps encoding.
+pub const DIRECT_MAX: usize = 16 << 10;
+
 /// A batch under construction for one peer process.
 pub struct Outbox {
     buf: Vec<u8>,
     /// (header offset, channel, dst, count) of the batch being appended to.
     open: Option<(usize, u32, u32, u32)>,
     ring: Producer<Vec<u8>>,
+    wire: SharedWire,
 }
 
 impl Outbox {
-    /// An empty outbox shipping through `ring`.
-    pub fn new(ring: Producer<Vec<u8>>) -> Self {
+    /// An empty outbox shipping through `ring`, or straight onto `wire`.
+    pub fn new(ring: Producer<Vec<u8>>, wire: SharedWire) -> Self {
         Outbox {
             buf: Vec::new(),
             open: None,
             ring,
+            wire,
         }
     }
 
@@ -258,6 +266,9 @@ impl Outbox {
             return true;
         }
         self.close();
+        if self.buf.len() <= DIRECT_MAX && self.write_direct(net) {
+            return true;
+        }
         match self.ring.push(std::mem::take(&mut self.buf)) {
             Ok(()) => {
                 net.notify();
@@ -268,6 +279,33 @@ impl Outbox {
                 false
             }
         }
+    }
+
+    /// Writes the batch to the socket if that keeps order: nothing of
+    /// ours waits in the ring or as the network thread's pending batch,
+    /// and nobody else holds the wire. Bytes the socket does not take
+    /// stay queued in the stream for the network thread to flush.
+    fn write_direct(&mut self, net: &Signal) -> bool {
+        if !self.ring.is_drained() {
+            return false;
+        }
+        let Ok(mut w) = self.wire.try_lock() else {
+            return false;
+        };
+        if w.closed || w.pending_out.is_some() || !w.stream.can_send(self.buf.len()) {
+            return false;
+        }
+        if !matches!(w.stream.send(&self.buf), Ok(true)) {
+            return false;
+        }
+        self.buf.clear();
+        // Unflushed bytes need the network thread to watch for room, and
+        // a failed write needs it to notice the failure.
+        if !matches!(w.stream.flush(), Ok(true)) {
+            drop(w);
+            net.notify();
+        }
+        true
     }
 
     /// Announces a wait for ring space.
