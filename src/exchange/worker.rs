@@ -379,15 +379,20 @@ impl Inbox {
         found
     }
 
-    /// True if a chunk may be waiting (for any channel).
+    /// True if a chunk for `channel` may be waiting: set aside, or on a
+    /// ring while there is room to set chunks aside (with none, the
+    /// rings are not drained, and reporting them would make a waiting
+    /// receiver spin).
     pub fn may_have(&mut self, channel: u32) -> bool {
         (self.pending_chunks > 0 && self.pending.get(&channel).is_some_and(|q| !q.is_empty()))
-            || self.rings.iter_mut().any(|r| !r.is_empty())
+            || (self.pending_bytes < MAX_PENDING_BYTES
+                && self.rings.iter_mut().any(|r| !r.is_empty()))
     }
 
     /// True if no chunk for `channel` is buffered or in flight.
     pub fn is_empty_for(&mut self, channel: u32) -> bool {
-        !self.may_have(channel)
+        self.pending.get(&channel).is_none_or(|q| q.is_empty())
+            && self.rings.iter_mut().all(|r| r.is_empty())
     }
 }
 
