@@ -10,7 +10,6 @@
 use super::coordinator::{flush_timer, poll_timer, CoordinatorEvent, SESSION_GROUP};
 use super::params::Params;
 use super::pieces::pack;
-use super::MemberId;
 use crate::actor::{Addr, Context};
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
@@ -36,7 +35,7 @@ pub struct Sender {
     pending: VecDeque<(Vec<u8>, usize)>,
     offset: usize,
     /// Each member's cumulative acknowledgement.
-    acks: BTreeMap<MemberId, u64>,
+    acks: BTreeMap<Addr, u64>,
     /// A `Wait` is satisfied once everything written is acknowledged.
     waiting: bool,
     poll_attempt: u32,
@@ -173,7 +172,7 @@ impl Sender {
     pub fn add(
         &mut self,
         group: u16,
-        member: MemberId,
+        member: Addr,
         p: &Params,
         cx: &mut Context<Message>,
     ) -> (u64, bool) {
@@ -192,7 +191,7 @@ impl Sender {
     pub fn remove(
         &mut self,
         group: u16,
-        member: MemberId,
+        member: Addr,
         p: &Params,
         cx: &mut Context<Message>,
         events: &mut Vec<CoordinatorEvent>,
@@ -206,7 +205,7 @@ impl Sender {
     pub fn on_ack(
         &mut self,
         group: u16,
-        member: MemberId,
+        member: Addr,
         next: u64,
         p: &Params,
         cx: &mut Context<Message>,
@@ -259,7 +258,7 @@ impl Sender {
     pub fn on_nack(
         &mut self,
         group: u16,
-        member: MemberId,
+        member: Addr,
         missing: &[(u64, u64)],
         cx: &mut Context<Message>,
     ) -> u64 {
@@ -278,7 +277,7 @@ impl Sender {
         let last = seqs.len().saturating_sub(1);
         for (i, &seq) in seqs.iter().enumerate() {
             cx.send(
-                Addr::Client(member),
+                member,
                 Message::Data {
                     group,
                     seq,

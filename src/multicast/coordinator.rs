@@ -4,7 +4,6 @@
 
 use super::broadcast::Sender;
 use super::params::{Error, Params};
-use super::MemberId;
 use crate::actor::{Addr, Context, State, Timer};
 use crate::runtime::Driven;
 use std::collections::{BTreeMap, BTreeSet};
@@ -71,8 +70,8 @@ pub enum CoordinatorEvent {
     Joined {
         /// Group id.
         group: u16,
-        /// Who.
-        member: MemberId,
+        /// Who (a member's address: `Addr::Client(id)` over the network).
+        member: Addr,
     },
     /// A barrier round completed, or a broadcast `Wait` is satisfied.
     Done {
@@ -106,8 +105,8 @@ pub struct CoordinatorStats {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct Barrier {
     round: u64,
-    members: BTreeSet<MemberId>,
-    arrived: BTreeSet<MemberId>,
+    members: BTreeSet<Addr>,
+    arrived: BTreeSet<Addr>,
     waiting: bool,
 }
 
@@ -131,7 +130,7 @@ impl Group {
 pub struct CoordinatorState {
     params: Params,
     multicast: (u32, u16),
-    members: BTreeMap<MemberId, Duration>,
+    members: BTreeMap<Addr, Duration>,
     groups: BTreeMap<u16, Group>,
     events: Vec<CoordinatorEvent>,
     closed: bool,
@@ -155,7 +154,7 @@ impl CoordinatorState {
     }
 
     /// Members of the session now.
-    pub fn members(&self) -> impl Iterator<Item = MemberId> + '_ {
+    pub fn members(&self) -> impl Iterator<Item = Addr> + '_ {
         self.members.keys().copied()
     }
 
@@ -167,7 +166,7 @@ impl CoordinatorState {
         }
     }
 
-    fn remove_member(&mut self, member: MemberId, cx: &mut Context<Message>) {
+    fn remove_member(&mut self, member: Addr, cx: &mut Context<Message>) {
         if self.members.remove(&member).is_none() {
             return;
         }
@@ -177,7 +176,7 @@ impl CoordinatorState {
         }
     }
 
-    fn leave_group(&mut self, member: MemberId, group: u16, cx: &mut Context<Message>) {
+    fn leave_group(&mut self, member: Addr, group: u16, cx: &mut Context<Message>) {
         match self.groups.get_mut(&group) {
             Some(Group::Barrier(b)) => {
                 b.members.remove(&member);
@@ -191,14 +190,8 @@ impl CoordinatorState {
         }
     }
 
-    fn join_group(
-        &mut self,
-        member: MemberId,
-        group: u16,
-        want: GroupKind,
-        cx: &mut Context<Message>,
-    ) {
-        let to = Addr::Client(member);
+    fn join_group(&mut self, member: Addr, group: u16, want: GroupKind, cx: &mut Context<Message>) {
+        let to = member;
         let (kind, start, new) = match self.groups.get_mut(&group) {
             Some(g) if g.kind() != want => {
                 cx.send(to, Message::UnknownGroup { group });
@@ -215,13 +208,13 @@ impl CoordinatorState {
             }
         };
         if new {
-            log::debug!("member {member:x} joined group {group}");
+            log::debug!("member {member} joined group {group}");
             self.events.push(CoordinatorEvent::Joined { group, member });
         }
         cx.send(to, Message::GroupJoined { group, kind, start });
     }
 
-    fn arrive(&mut self, member: MemberId, group: u16, round: u64, cx: &mut Context<Message>) {
+    fn arrive(&mut self, member: Addr, group: u16, round: u64, cx: &mut Context<Message>) {
         let Some(Group::Barrier(b)) = self.groups.get_mut(&group) else {
             self.stats.ignored += 1;
             return;
@@ -230,7 +223,7 @@ impl CoordinatorState {
             self.stats.ignored += 1;
         } else if round < b.round {
             // Its release was lost.
-            cx.send(Addr::Client(member), Message::Release { group, round });
+            cx.send(member, Message::Release { group, round });
         } else if round == b.round {
             b.arrived.insert(member);
             check_barrier(group, b, cx, &mut self.events);
@@ -274,20 +267,23 @@ impl State for CoordinatorState {
             cx.send(from, Message::SessionInfo { ip, port });
             return;
         }
-        let Addr::Client(member) = from else {
+        // Members are whoever is not the coordinator or a group (clients
+        // over the network, nodes in the simulator).
+        if from == COORDINATOR || matches!(from, Addr::Group(_)) {
             self.stats.ignored += 1;
             return;
-        };
+        }
+        let member = from;
         let now = cx.now();
         if msg == Message::Join {
             if self.members.contains_key(&member) || self.members.len() < self.params.max_members {
                 if self.members.insert(member, now).is_none() {
-                    log::debug!("member {member:x} joined the session");
+                    log::debug!("member {member} joined the session");
                 }
                 let heartbeat_ms = self.params.heartbeat.as_millis().max(1) as u32;
                 cx.send(from, Message::Welcome { heartbeat_ms });
             } else {
-                log::info!("session full: turned member {member:x} away");
+                log::info!("session full: turned member {member} away");
                 cx.send(from, Message::NotMember);
             }
             return;
@@ -301,7 +297,7 @@ impl State for CoordinatorState {
         match msg {
             Message::Leave => {
                 self.stats.left += 1;
-                log::debug!("member {member:x} left");
+                log::debug!("member {member} left");
                 self.remove_member(member, cx);
             }
             Message::JoinGroup { group, kind } => self.join_group(member, group, kind, cx),
@@ -329,14 +325,14 @@ impl State for CoordinatorState {
             cx.send(SESSION_GROUP, Message::Alive);
             let now = cx.now();
             let timeout = self.params.member_timeout;
-            let dead: Vec<MemberId> = self
+            let dead: Vec<Addr> = self
                 .members
                 .iter()
                 .filter(|(_, &heard)| now.saturating_sub(heard) > timeout)
                 .map(|(&m, _)| m)
                 .collect();
             for member in dead {
-                log::info!("member {member:x} missed its heartbeats: removed");
+                log::info!("member {member} missed its heartbeats: removed");
                 self.stats.timed_out += 1;
                 self.remove_member(member, cx);
             }

@@ -49,6 +49,7 @@ mod params;
 mod pieces;
 mod receiver;
 mod session;
+pub mod sim;
 #[cfg(test)]
 mod tests;
 

@@ -256,7 +256,12 @@ impl GroupLink {
         match event {
             None => Err(self.inner.endpoint.router.fatal()),
             Some(CoordinatorEvent::Joined { member, .. }) => {
-                self.accepted.push_back(member);
+                // Over the network every member is `Addr::Client(id)`.
+                let id = match member {
+                    Addr::Client(id) => id,
+                    Addr::Node(n) | Addr::Group(n) => u64::from(n),
+                };
+                self.accepted.push_back(id);
                 Ok(true)
             }
             Some(CoordinatorEvent::Done { .. }) => {

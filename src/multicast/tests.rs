@@ -497,7 +497,7 @@ fn strangers_and_garbage_are_ignored_and_counted() {
                 },
                 cx,
             );
-            s.on_message(Addr::Node(5), Message::Join, cx);
+            s.on_message(Addr::Group(3), Message::Join, cx);
             assert_eq!(s.stats.ignored, 3);
             assert_eq!(s.members().count(), 0);
         }
