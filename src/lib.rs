@@ -7,6 +7,7 @@
 //!   actor's only way to reach the world.
 //! - [`runtime`]: the epoll loops that run actors for real.
 //! - [`net`]: codecs, batched UDP, the address directory.
+//! - [`crunch`]: chunked work distribution with heartbeats.
 //! - [`exchange`]: typed exchange channels between workers and processes.
 //! - [`app`]: the replicated applications (null, key-value).
 //! - [`protocol`]: the protocols, listed in [`protocol::PROTOCOLS`].
@@ -16,6 +17,7 @@
 
 pub mod actor;
 pub mod app;
+pub mod crunch;
 pub mod exchange;
 pub mod multicast;
 pub mod net;

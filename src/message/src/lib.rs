@@ -9,6 +9,7 @@
 
 pub mod app;
 pub mod control;
+pub mod crunch;
 pub mod multicast;
 pub mod unreplicated;
 
