@@ -99,12 +99,7 @@ fn encode<T: Serialize>(value: &T) -> Vec<u8> {
 }
 
 fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
-    use bincode::Options;
-    bincode::options()
-        .with_fixint_encoding()
-        .with_limit(bytes.len() as u64)
-        .deserialize(bytes)
-        .map_err(|e| e.to_string())
+    crate::net::decode_bincode(bytes).map_err(|e| e.to_string())
 }
 
 /// The server side: tiles out, iteration counts in, an image at the end.

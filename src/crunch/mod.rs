@@ -20,16 +20,21 @@
 //! [`ServerState`] and [`NodeState`], plus [`WorkerState`], which runs a
 //! [`Worker`] behind a message interface so that the real runtime can put
 //! it on its own thread (heartbeats keep flowing while a long chunk
-//! computes) and the simulator can run it inline. [`mandelbrot`] is the
-//! worked example.
+//! computes) and the simulator can run it inline. [`run_server`] and
+//! [`run_node`] drive them over TCP; [`mandelbrot`] is the worked example.
 
 pub mod mandelbrot;
 mod node;
 mod server;
+mod tcp;
 mod tiles;
 
 pub use node::{Exit, NodeConfig, NodeState, NodeStats, WorkerState};
 pub use server::{Death, ServerConfig, ServerState, ServerStats};
+pub use tcp::{
+    run_node, run_server, LinkCounters, NodeOptions, ServerOptions, ServerOutcome, NODE, SERVER,
+    WORKER,
+};
 pub use tiles::{Array2D, Rect, TileError, Tiles};
 pub use troupe_message::crunch::{ChunkId, Message};
 

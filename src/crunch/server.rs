@@ -73,6 +73,8 @@ pub struct ServerStats {
     pub refused: u64,
     /// Chunks handed out (including reassignments).
     pub assigned: u64,
+    /// When the first chunk went out (the end of start-up).
+    pub first_assigned_at: Option<Duration>,
     /// Chunks taken back from dead or dropped nodes and queued again.
     pub reassigned: u64,
     /// Assignments found lost on the way (heartbeats never listed them).
@@ -297,6 +299,7 @@ impl ServerState {
             node.in_flight.insert(chunk, 0);
             self.chunks[chunk as usize] = Chunk::Assigned(addr);
             self.stats.assigned += 1;
+            self.stats.first_assigned_at.get_or_insert(cx.now());
             let data = self.job.prepare(chunk);
             cx.send(addr, Message::Work { chunk, data });
             return true;

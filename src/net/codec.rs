@@ -19,6 +19,12 @@ pub fn encode_envelope<M: Serialize>(envelope: &Envelope<M>, out: &mut Vec<u8>) 
 /// prefix larger than the datagram (bincode checks sizes against the
 /// remaining input, so garbage cannot make it allocate without bound).
 pub fn decode_envelope<M: DeserializeOwned>(bytes: &[u8]) -> Result<Envelope<M>, WireError> {
+    decode_bincode(bytes)
+}
+
+/// Decodes any bincode value with the same guards as [`decode_envelope`]
+/// (for frames that carry a bare message, the connection naming the peer).
+pub fn decode_bincode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, WireError> {
     use bincode::Options;
     bincode::options()
         .with_fixint_encoding()

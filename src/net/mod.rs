@@ -9,7 +9,7 @@ mod stream;
 mod tcp;
 mod udp;
 
-pub use codec::{decode_envelope, encode_envelope, BincodeCodec};
+pub use codec::{decode_bincode, decode_envelope, encode_envelope, BincodeCodec};
 pub use directory::Directory;
 pub use multicast::{bind_multicast_receiver, bind_multicast_sender, set_multicast_sender};
 pub use stream::{FrameLimits, FramedStream, StreamError, FRAME_HEADER};
