@@ -175,6 +175,9 @@ pub struct ServerOutcome {
     pub counters: LinkCounters,
     /// What [`Job::finish`](super::Job::finish) returned.
     pub finished: Result<(), String>,
+    /// When `finish` returned (on [`ServerOptions::clock`]): the job's
+    /// result is complete (the image written) from then on.
+    pub finished_job_at: Duration,
 }
 
 /// Runs `state` on this thread, serving nodes that connect to `listener`,
@@ -236,12 +239,21 @@ pub fn run_server(
             loop_.apply_server(&mut links, &poller, &mut counters);
         }
     }
-    close_all(links, &mut poller, clock);
+    // Done goes out before the job's (possibly slow) finish, so nodes
+    // exit at once; then the peers get time to close.
+    for link in links.values_mut() {
+        if let Ok(true) = link.flush(&poller) {
+            let _ = link.stream.shutdown_write();
+        }
+    }
     let finished = state.job_mut().finish();
+    let finished_job_at = clock.now();
+    close_all(links, &mut poller, clock);
     Ok(ServerOutcome {
         state,
         counters,
         finished,
+        finished_job_at,
     })
 }
 

@@ -13,6 +13,7 @@ use clap::{Args, Parser, Subcommand};
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use troupe::crunch::mandelbrot::{kernel, MandelJob, MandelWorker, Params};
@@ -190,14 +191,83 @@ fn server_main(args: ServerArgs) -> Result<(), String> {
     Ok(())
 }
 
-/// Kills its node processes (by pid) when dropped, whatever happened.
-struct Nodes(Vec<Child>);
+/// The node processes, watched by a thread that notes when each exits and
+/// kills (by pid) whichever still run when the watch ends, whatever
+/// happened to the run.
+struct Nodes {
+    pids: Vec<u32>,
+    exits: Arc<Mutex<Vec<Option<Duration>>>>,
+    stop: Arc<AtomicBool>,
+    watcher: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Nodes {
+    fn watch(mut children: Vec<Child>, clock: Clock) -> Self {
+        let pids = children.iter().map(|c| c.id()).collect();
+        let exits = Arc::new(Mutex::new(vec![None; children.len()]));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (seen, stopped) = (exits.clone(), stop.clone());
+        let watcher = std::thread::spawn(move || {
+            while !stopped.load(Ordering::Relaxed) {
+                let mut exits = seen.lock().unwrap_or_else(|p| p.into_inner());
+                for (child, exit) in children.iter_mut().zip(exits.iter_mut()) {
+                    if exit.is_none() && matches!(child.try_wait(), Ok(Some(_))) {
+                        *exit = Some(clock.now());
+                    }
+                }
+                if exits.iter().all(Option::is_some) {
+                    return;
+                }
+                drop(exits);
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            // Under the lock, so that `signal` never targets a reaped pid.
+            let mut exits = seen.lock().unwrap_or_else(|p| p.into_inner());
+            for (child, exit) in children.iter_mut().zip(exits.iter_mut()) {
+                let _ = child.kill();
+                let _ = child.wait();
+                exit.get_or_insert(clock.now());
+            }
+        });
+        Nodes {
+            pids,
+            exits,
+            stop,
+            watcher: Some(watcher),
+        }
+    }
+
+    /// Sends `signal` to node `i` unless it has exited (and been reaped,
+    /// which happens only under the same lock, so the pid is still ours).
+    fn signal(exits: &Mutex<Vec<Option<Duration>>>, i: usize, pid: u32, signal: i32) -> bool {
+        let exits = exits.lock().unwrap_or_else(|p| p.into_inner());
+        // SAFETY: kill(2) with a valid signal on our own unreaped child.
+        exits[i].is_none() && unsafe { libc::kill(pid as libc::pid_t, signal) } == 0
+    }
+
+    /// Waits (at most `limit`) until nodes `from..` exited; returns when
+    /// the last of them did.
+    fn wait_exits(&self, from: usize, limit: Duration) -> Option<Duration> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let exits = self.exits.lock().unwrap_or_else(|p| p.into_inner());
+            if exits[from..].iter().all(Option::is_some) {
+                return exits[from..].iter().flatten().max().copied();
+            }
+            drop(exits);
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+}
 
 impl Drop for Nodes {
     fn drop(&mut self) {
-        for child in &mut self.0 {
-            let _ = child.kill();
-            let _ = child.wait();
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(watcher) = self.watcher.take() {
+            let _ = watcher.join();
         }
     }
 }
@@ -230,16 +300,22 @@ fn bench_main(bench: Bench) -> Result<(), String> {
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let clock = Clock::start();
-    let mut nodes = Nodes(Vec::new());
+    let mut children = Vec::new();
     for _ in 0..bench.nodes {
         let child = Command::new(&exe)
             .args(["node", "--server", &addr.to_string()])
             .args(["--window", &bench.window.to_string()])
             .stdin(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("starting a node: {e}"))?;
-        nodes.0.push(child);
+            .spawn();
+        match child {
+            Ok(child) => children.push(child),
+            Err(e) => {
+                drop(Nodes::watch(children, clock));
+                return Err(format!("starting a node: {e}"));
+            }
+        }
     }
+    let nodes = Nodes::watch(children, clock);
     // The victim's pid and when it was hit, on the server's clock.
     let hit: Arc<Mutex<Option<Duration>>> = Arc::new(Mutex::new(None));
     let fault = match (bench.kill_node_after, bench.stall_node_after) {
@@ -248,14 +324,11 @@ fn bench_main(bench: Bench) -> Result<(), String> {
         (None, None) => None,
     };
     if let Some((after, signal)) = fault {
-        let pid = nodes.0[0].id() as libc::pid_t;
+        let (pid, exits) = (nodes.pids[0], nodes.exits.clone());
         let hit = hit.clone();
         std::thread::spawn(move || {
             std::thread::sleep(Duration::from_secs_f64(after));
-            // The pid is our own child, not yet reaped (the guard reaps it
-            // only after the server returns), so it cannot have been reused.
-            // SAFETY: kill(2) on a pid we own, with a valid signal number.
-            if unsafe { libc::kill(pid, signal) } == 0 {
+            if Nodes::signal(&exits, 0, pid, signal) {
                 *hit.lock().unwrap_or_else(|p| p.into_inner()) = Some(clock.now());
             }
         });
@@ -265,22 +338,12 @@ fn bench_main(bench: Bench) -> Result<(), String> {
     let finished = outcome.state.finished_at().unwrap_or_default();
     // Nodes were told at `finished`: time until every healthy one exited.
     let victim = usize::from(fault.is_some());
-    let exit_deadline = Instant::now() + Duration::from_secs(10);
-    let mut last_exit = None;
-    for child in &mut nodes.0[victim..] {
-        loop {
-            if let Ok(Some(_)) = child.try_wait() {
-                last_exit = last_exit.max(Some(clock.now()));
-                break;
-            }
-            if Instant::now() > exit_deadline {
-                return Err("a node did not exit within 10 s of the end".into());
-            }
-            std::thread::sleep(Duration::from_micros(200));
-        }
-    }
-    let exit_ms = last_exit.map_or(0.0, |t| t.saturating_sub(finished).as_secs_f64() * 1e3);
+    let last_exit = nodes
+        .wait_exits(victim, Duration::from_secs(10))
+        .ok_or("a node did not exit within 10 s of the end")?;
+    let exit_ms = last_exit.saturating_sub(finished).as_secs_f64() * 1e3;
     drop(nodes);
+    let wall = outcome.finished_job_at;
 
     let stats = outcome.state.stats();
     let hit = *hit.lock().unwrap_or_else(|p| p.into_inner());
@@ -302,7 +365,7 @@ fn bench_main(bench: Bench) -> Result<(), String> {
         if compute.is_zero() {
             0.0
         } else {
-            finished.as_secs_f64() / ideal.as_secs_f64()
+            wall.as_secs_f64() / ideal.as_secs_f64()
         },
         exit_ms,
         stats.dead,
@@ -314,7 +377,7 @@ fn bench_main(bench: Bench) -> Result<(), String> {
         "crunch nodes={} size={} wall_s={:.3} compute_s={:.3} reassigned={} detect_ms={:.0}",
         bench.nodes,
         bench.job.size,
-        finished.as_secs_f64(),
+        wall.as_secs_f64(),
         compute.as_secs_f64(),
         stats.reassigned,
         detect_ms,
