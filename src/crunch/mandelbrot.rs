@@ -189,7 +189,10 @@ impl Job for MandelJob {
 
     fn prepare(&mut self, chunk: ChunkId) -> Vec<u8> {
         // Chunk numbers come from 0..chunks(), so the tile exists.
-        self.tiles.tile(chunk).map(|r| encode(&r)).unwrap_or_default()
+        self.tiles
+            .tile(chunk)
+            .map(|r| encode(&r))
+            .unwrap_or_default()
     }
 
     fn merge(&mut self, chunk: ChunkId, result: &[u8]) -> Result<(), String> {
@@ -228,8 +231,14 @@ impl Worker for MandelWorker {
     fn process(&mut self, chunk: &[u8]) -> Result<Vec<u8>, String> {
         let params = self.params.as_ref().ok_or("no initial data")?;
         let rect: Rect = decode(chunk)?;
-        let inside = rect.x.checked_add(rect.w).is_some_and(|r| r <= params.width)
-            && rect.y.checked_add(rect.h).is_some_and(|b| b <= params.height);
+        let inside = rect
+            .x
+            .checked_add(rect.w)
+            .is_some_and(|r| r <= params.width)
+            && rect
+                .y
+                .checked_add(rect.h)
+                .is_some_and(|b| b <= params.height);
         if !inside || rect.area() > MAX_TILE_PIXELS {
             return Err(format!("tile {rect:?} outside the image"));
         }
@@ -246,13 +255,25 @@ mod tests {
         assert_eq!(escape_time(0.0, 0.0, 100), 100, "the origin is inside");
         assert_eq!(escape_time(-1.0, 0.0, 100), 100, "a period-2 point");
         assert_eq!(escape_time(2.0, 2.0, 100), 0, "far outside: no step");
-        assert_eq!(escape_time(0.5, 0.0, 1000), 4, "0.5, 0.75, 1.06, 1.63, 3.15: out");
+        assert_eq!(
+            escape_time(0.5, 0.0, 1000),
+            4,
+            "0.5, 0.75, 1.06, 1.63, 3.15: out"
+        );
     }
 
     #[test]
     fn tiles_computed_apart_and_merged_equal_the_whole_image() {
         let params = Params::classic(50, 40, 64);
-        let whole = kernel(&params, Rect { x: 0, y: 0, w: 50, h: 40 });
+        let whole = kernel(
+            &params,
+            Rect {
+                x: 0,
+                y: 0,
+                w: 50,
+                h: 40,
+            },
+        );
         let mut job = MandelJob::new(params, 16, None).unwrap();
         let mut worker = MandelWorker::new();
         assert!(worker.process(&job.prepare(0)).is_err(), "no params yet");
@@ -272,11 +293,19 @@ mod tests {
         let params = Params::classic(32, 32, 16);
         let mut job = MandelJob::new(params, 16, None).unwrap();
         assert!(job.merge(0, &[1, 2, 3]).is_err());
-        assert!(job.merge(0, &[0; 8]).is_err(), "two pixels for a 256-pixel tile");
+        assert!(
+            job.merge(0, &[0; 8]).is_err(),
+            "two pixels for a 256-pixel tile"
+        );
         assert!(job.merge(99, &[0; 1024]).is_err(), "no tile 99");
         let mut worker = MandelWorker::new();
         worker.init(&job.initial_data()).unwrap();
-        let outside = encode(&Rect { x: 30, y: 0, w: 16, h: 16 });
+        let outside = encode(&Rect {
+            x: 30,
+            y: 0,
+            w: 16,
+            h: 16,
+        });
         assert!(worker.process(&outside).is_err());
         assert!(worker.process(&[0xff; 3]).is_err());
         assert!(worker.init(&[1, 2]).is_err());

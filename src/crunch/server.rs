@@ -337,7 +337,11 @@ impl ServerState {
         let now = cx.now();
         log::info!(
             "{addr} declared dead ({}), {count} chunks reassigned",
-            if closed { "connection closed" } else { "silent" }
+            if closed {
+                "connection closed"
+            } else {
+                "silent"
+            }
         );
         self.stats.dead += 1;
         if self.stats.deaths.len() < MAX_DEATHS_KEPT {

@@ -218,7 +218,14 @@ pub fn run_server(
         let ready: Vec<u64> = poller.ready().to_vec();
         for token in ready {
             if token == LISTEN_TOKEN {
-                accept_all(&listener, &mut links, &mut next_id, &poller, &options, &mut counters);
+                accept_all(
+                    &listener,
+                    &mut links,
+                    &mut next_id,
+                    &poller,
+                    &options,
+                    &mut counters,
+                );
                 continue;
             }
             let Some(link) = links.get_mut(&token) else {
@@ -493,7 +500,15 @@ pub fn run_node(
 
     loop_.start(&mut state);
     let exit = loop {
-        node_sends(&mut loop_, &mut link, &pool, server, &poller, &options, &mut counters);
+        node_sends(
+            &mut loop_,
+            &mut link,
+            &pool,
+            server,
+            &poller,
+            &options,
+            &mut counters,
+        );
         if let Some(exit) = state.exit() {
             break exit.clone();
         }

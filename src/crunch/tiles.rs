@@ -151,7 +151,9 @@ impl<T: Copy> Array2D<T> {
         if x >= self.width || y >= self.height {
             return None;
         }
-        self.data.get(y as usize * self.width as usize + x as usize).copied()
+        self.data
+            .get(y as usize * self.width as usize + x as usize)
+            .copied()
     }
 
     /// All elements, row by row.
@@ -209,8 +211,24 @@ mod tests {
     fn tiles_cover_the_array_exactly_once_with_clipped_edges() {
         let tiles = Tiles::new(10, 7, 4, 3).unwrap();
         assert_eq!((tiles.across(), tiles.down(), tiles.count()), (3, 3, 9));
-        assert_eq!(tiles.tile(2).unwrap(), Rect { x: 8, y: 0, w: 2, h: 3 });
-        assert_eq!(tiles.tile(8).unwrap(), Rect { x: 8, y: 6, w: 2, h: 1 });
+        assert_eq!(
+            tiles.tile(2).unwrap(),
+            Rect {
+                x: 8,
+                y: 0,
+                w: 2,
+                h: 3
+            }
+        );
+        assert_eq!(
+            tiles.tile(8).unwrap(),
+            Rect {
+                x: 8,
+                y: 6,
+                w: 2,
+                h: 1
+            }
+        );
         assert_eq!(tiles.tile(9), Err(TileError::NoSuchTile(9)));
         let mut covered = Array2D::new(10, 7, 0u8);
         for rect in tiles.iter() {
@@ -223,13 +241,26 @@ mod tests {
         // A tile larger than the array is one tile, the whole array.
         let one = Tiles::new(5, 5, 64, 64).unwrap();
         assert_eq!(one.count(), 1);
-        assert_eq!(one.tile(0).unwrap(), Rect { x: 0, y: 0, w: 5, h: 5 });
+        assert_eq!(
+            one.tile(0).unwrap(),
+            Rect {
+                x: 0,
+                y: 0,
+                w: 5,
+                h: 5
+            }
+        );
     }
 
     #[test]
     fn writes_land_in_place_and_bad_writes_are_refused() {
         let mut a = Array2D::new(4, 3, 0u32);
-        let rect = Rect { x: 1, y: 1, w: 2, h: 2 };
+        let rect = Rect {
+            x: 1,
+            y: 1,
+            w: 2,
+            h: 2,
+        };
         a.write(rect, &[1, 2, 3, 4]).unwrap();
         assert_eq!(a.as_slice(), &[0, 0, 0, 0, 0, 1, 2, 0, 0, 3, 4, 0]);
         assert_eq!(a.read(rect).unwrap(), vec![1, 2, 3, 4]);
@@ -237,11 +268,26 @@ mod tests {
         assert_eq!(a.get(4, 0), None);
         assert!(matches!(
             a.write(rect, &[1, 2, 3]),
-            Err(TileError::WrongLength { expected: 4, got: 3 })
+            Err(TileError::WrongLength {
+                expected: 4,
+                got: 3
+            })
         ));
-        let outside = Rect { x: 3, y: 0, w: 2, h: 1 };
+        let outside = Rect {
+            x: 3,
+            y: 0,
+            w: 2,
+            h: 1,
+        };
         assert!(a.write(outside, &[9, 9]).is_err());
-        assert!(a.read(Rect { x: u32::MAX, y: 0, w: 2, h: 1 }).is_err());
+        assert!(a
+            .read(Rect {
+                x: u32::MAX,
+                y: 0,
+                w: 2,
+                h: 1
+            })
+            .is_err());
         assert_eq!(a.as_slice(), &[0, 0, 0, 0, 0, 1, 2, 0, 0, 3, 4, 0]);
     }
 }

@@ -161,9 +161,16 @@ fn serve(job: &JobArgs, listener: TcpListener, clock: Clock) -> Result<ServerOut
         clock,
         ..ServerOptions::default()
     };
-    let outcome = run_server(ServerState::new(Box::new(mandel), config), listener, options)
-        .map_err(|e| format!("server: {e}"))?;
-    outcome.finished.clone().map_err(|e| format!("finishing: {e}"))?;
+    let outcome = run_server(
+        ServerState::new(Box::new(mandel), config),
+        listener,
+        options,
+    )
+    .map_err(|e| format!("server: {e}"))?;
+    outcome
+        .finished
+        .clone()
+        .map_err(|e| format!("finishing: {e}"))?;
     Ok(outcome)
 }
 
