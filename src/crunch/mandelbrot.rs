@@ -82,7 +82,7 @@ pub fn to_bytes(counts: &[u32]) -> Vec<u8> {
 
 /// The inverse of [`to_bytes`]; `None` unless the length is a multiple of 4.
 pub fn from_bytes(bytes: &[u8]) -> Option<Vec<u32>> {
-    if bytes.len() % 4 != 0 {
+    if !bytes.len().is_multiple_of(4) {
         return None;
     }
     Some(
@@ -285,7 +285,7 @@ mod tests {
         }
         assert_eq!(job.chunks(), 12);
         assert_eq!(job.image().as_slice(), &whole[..]);
-        assert!(whole.iter().any(|&n| n == 64) && whole.iter().any(|&n| n < 5));
+        assert!(whole.contains(&64) && whole.iter().any(|&n| n < 5));
     }
 
     #[test]

@@ -163,7 +163,7 @@ impl NodeState {
         cx.cancel_timer(HEARTBEAT);
     }
 
-    fn from_server(&mut self, msg: Message, cx: &mut Context<Message>) {
+    fn on_server(&mut self, msg: Message, cx: &mut Context<Message>) {
         self.last_from_server = cx.now();
         match msg {
             Message::Welcome {
@@ -208,7 +208,7 @@ impl NodeState {
         }
     }
 
-    fn from_worker(&mut self, msg: Message, cx: &mut Context<Message>) {
+    fn on_worker(&mut self, msg: Message, cx: &mut Context<Message>) {
         match msg {
             Message::Result { chunk, data } => {
                 if self.phase == Phase::Working && self.held.remove(&chunk) {
@@ -239,9 +239,9 @@ impl State for NodeState {
             return;
         }
         if from == self.config.server {
-            self.from_server(msg, cx);
+            self.on_server(msg, cx);
         } else if from == self.config.worker {
-            self.from_worker(msg, cx);
+            self.on_worker(msg, cx);
         } else {
             self.stats.dropped += 1;
         }
