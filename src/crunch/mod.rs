@@ -81,3 +81,6 @@ pub trait Worker: Send {
     /// Computes one chunk.
     fn process(&mut self, chunk: &[u8]) -> Result<Vec<u8>, String>;
 }
+
+#[cfg(test)]
+mod tests;
