@@ -9,3 +9,4 @@ pub mod daemon;
 pub mod peers;
 pub mod run_clients;
 pub mod run_replica;
+pub mod watch;

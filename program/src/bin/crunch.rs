@@ -12,9 +12,7 @@
 use clap::{Args, Parser, Subcommand};
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitCode, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 use troupe::crunch::mandelbrot::{kernel, MandelJob, MandelWorker, Params};
 use troupe::crunch::{
@@ -22,6 +20,7 @@ use troupe::crunch::{
     ServerOutcome, ServerState, Tiles, NODE, SERVER,
 };
 use troupe::runtime::Clock;
+use troupe_program::watch::Watched;
 
 #[derive(Parser)]
 #[command(about = "Chunked work distribution with heartbeats (Mandelbrot example)")]
@@ -198,87 +197,6 @@ fn server_main(args: ServerArgs) -> Result<(), String> {
     Ok(())
 }
 
-/// The node processes, watched by a thread that notes when each exits and
-/// kills (by pid) whichever still run when the watch ends, whatever
-/// happened to the run.
-struct Nodes {
-    pids: Vec<u32>,
-    exits: Arc<Mutex<Vec<Option<Duration>>>>,
-    stop: Arc<AtomicBool>,
-    watcher: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Nodes {
-    fn watch(mut children: Vec<Child>, clock: Clock) -> Self {
-        let pids = children.iter().map(|c| c.id()).collect();
-        let exits = Arc::new(Mutex::new(vec![None; children.len()]));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (seen, stopped) = (exits.clone(), stop.clone());
-        let watcher = std::thread::spawn(move || {
-            while !stopped.load(Ordering::Relaxed) {
-                let mut exits = seen.lock().unwrap_or_else(|p| p.into_inner());
-                for (child, exit) in children.iter_mut().zip(exits.iter_mut()) {
-                    if exit.is_none() && matches!(child.try_wait(), Ok(Some(_))) {
-                        *exit = Some(clock.now());
-                    }
-                }
-                if exits.iter().all(Option::is_some) {
-                    return;
-                }
-                drop(exits);
-                std::thread::sleep(Duration::from_micros(200));
-            }
-            // Under the lock, so that `signal` never targets a reaped pid.
-            let mut exits = seen.lock().unwrap_or_else(|p| p.into_inner());
-            for (child, exit) in children.iter_mut().zip(exits.iter_mut()) {
-                let _ = child.kill();
-                let _ = child.wait();
-                exit.get_or_insert(clock.now());
-            }
-        });
-        Nodes {
-            pids,
-            exits,
-            stop,
-            watcher: Some(watcher),
-        }
-    }
-
-    /// Sends `signal` to node `i` unless it has exited (and been reaped,
-    /// which happens only under the same lock, so the pid is still ours).
-    fn signal(exits: &Mutex<Vec<Option<Duration>>>, i: usize, pid: u32, signal: i32) -> bool {
-        let exits = exits.lock().unwrap_or_else(|p| p.into_inner());
-        // SAFETY: kill(2) with a valid signal on our own unreaped child.
-        exits[i].is_none() && unsafe { libc::kill(pid as libc::pid_t, signal) } == 0
-    }
-
-    /// Waits (at most `limit`) until nodes `from..` exited; returns when
-    /// the last of them did.
-    fn wait_exits(&self, from: usize, limit: Duration) -> Option<Duration> {
-        let deadline = Instant::now() + limit;
-        loop {
-            let exits = self.exits.lock().unwrap_or_else(|p| p.into_inner());
-            if exits[from..].iter().all(Option::is_some) {
-                return exits[from..].iter().flatten().max().copied();
-            }
-            drop(exits);
-            if Instant::now() > deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        }
-    }
-}
-
-impl Drop for Nodes {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(watcher) = self.watcher.take() {
-            let _ = watcher.join();
-        }
-    }
-}
-
 /// Single-thread time of the whole job, tile by tile, with the nodes'
 /// kernel: the baseline the distributed wall time is judged against.
 fn baseline(job: &JobArgs) -> Result<Duration, String> {
@@ -317,29 +235,21 @@ fn bench_main(bench: Bench) -> Result<(), String> {
         match child {
             Ok(child) => children.push(child),
             Err(e) => {
-                drop(Nodes::watch(children, clock));
+                drop(Watched::start(children, clock));
                 return Err(format!("starting a node: {e}"));
             }
         }
     }
-    let nodes = Nodes::watch(children, clock);
-    // The victim's pid and when it was hit, on the server's clock.
-    let hit: Arc<Mutex<Option<Duration>>> = Arc::new(Mutex::new(None));
+    let nodes = Watched::start(children, clock);
     let fault = match (bench.kill_node_after, bench.stall_node_after) {
         (Some(s), _) => Some((s, libc::SIGKILL)),
         (None, Some(s)) => Some((s, libc::SIGSTOP)),
         (None, None) => None,
     };
-    if let Some((after, signal)) = fault {
-        let (pid, exits) = (nodes.pids[0], nodes.exits.clone());
-        let hit = hit.clone();
-        std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_secs_f64(after));
-            if Nodes::signal(&exits, 0, pid, signal) {
-                *hit.lock().unwrap_or_else(|p| p.into_inner()) = Some(clock.now());
-            }
-        });
-    }
+    // When the first node was hit, on the server's clock.
+    let hit = fault.map(|(after, signal)| {
+        nodes.signal_after(0, Duration::from_secs_f64(after), signal, clock)
+    });
 
     let outcome = serve(&bench.job, listener, clock)?;
     let finished = outcome.state.finished_at().unwrap_or_default();
@@ -353,7 +263,7 @@ fn bench_main(bench: Bench) -> Result<(), String> {
     let wall = outcome.finished_job_at;
 
     let stats = outcome.state.stats();
-    let hit = *hit.lock().unwrap_or_else(|p| p.into_inner());
+    let hit = hit.and_then(|h| *h.lock().unwrap_or_else(|p| p.into_inner()));
     let detect_ms = match (hit, stats.deaths.first()) {
         (Some(hit), Some(death)) => death.at.saturating_sub(hit).as_secs_f64() * 1e3,
         _ => 0.0,
