@@ -4,7 +4,7 @@
 # kernel, nodes as processes on loopback). Each scenario runs both, one
 # after the other, RUNS times; the summary uses medians.
 #
-#   scripts/compare_crunch.sh [RUNS]     (default 3)
+#   scripts/compare-node-crunch.sh [RUNS]     (default 3)
 #
 # The node_crunch crate is built here only (compare/node_crunch is not a
 # workspace member, so CI never compiles it).
