@@ -83,4 +83,6 @@ pub trait Worker: Send {
 }
 
 #[cfg(test)]
+mod sim_tests;
+#[cfg(test)]
 mod tests;
