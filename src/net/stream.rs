@@ -15,6 +15,12 @@ use std::net::{Shutdown, TcpStream};
 /// Bytes of the length prefix in front of every frame.
 pub const FRAME_HEADER: usize = 4;
 
+/// Bytes read per [`FramedStream::fill`] (unless a frame needs more).
+const READ_CHUNK: usize = 256 << 10;
+/// A partial frame this small is moved to the front of the read buffer
+/// before reading more.
+const COMPACT_BELOW: usize = 64 << 10;
+
 /// Size limits of one connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FrameLimits {
@@ -136,18 +142,27 @@ impl FramedStream {
         if self.eof {
             return Ok(0);
         }
-        if self.rstart == self.rend {
+        let buffered = self.rend - self.rstart;
+        if buffered == 0 {
             self.rstart = 0;
             self.rend = 0;
-        } else if self.rend == self.rbuf.len() && self.rstart > 0 {
+        } else if self.rstart > 0 && (buffered <= COMPACT_BELOW || self.rend == self.rbuf.len()) {
+            // Keep the bytes near the front, so that a stream of small
+            // frames touches a few pages of the buffer, not all of it.
             self.rbuf.copy_within(self.rstart..self.rend, 0);
-            self.rend -= self.rstart;
+            self.rend = buffered;
             self.rstart = 0;
         }
+        // Read about READ_CHUNK per call, or what the frame in progress
+        // still lacks if that is more.
+        let budget = READ_CHUNK.max(self.missing());
         let mut total = 0;
-        while self.rend < self.rbuf.len() {
-            let want = self.rbuf.len() - self.rend;
-            match self.stream.read(&mut self.rbuf[self.rend..]) {
+        while self.rend < self.rbuf.len() && total < budget {
+            let want = (self.rbuf.len() - self.rend).min(budget - total);
+            match self
+                .stream
+                .read(&mut self.rbuf[self.rend..self.rend + want])
+            {
                 Ok(0) => {
                     self.eof = true;
                     break;
@@ -166,6 +181,22 @@ impl FramedStream {
             }
         }
         Ok(total)
+    }
+
+    /// Bytes still missing from the frame at the front of the buffer (0
+    /// if its header is incomplete or it is too large to ever complete).
+    fn missing(&self) -> usize {
+        let buffered = self.rend - self.rstart;
+        if buffered < FRAME_HEADER {
+            return 0;
+        }
+        let mut header = [0u8; FRAME_HEADER];
+        header.copy_from_slice(&self.rbuf[self.rstart..self.rstart + FRAME_HEADER]);
+        let len = u32::from_le_bytes(header) as usize;
+        if len > self.limits.max_frame {
+            return 0;
+        }
+        (FRAME_HEADER + len).saturating_sub(buffered)
     }
 
     /// The next complete frame's payload, if one has arrived. After the
@@ -344,6 +375,33 @@ mod tests {
             );
         }
         drop(client);
+        assert!(matches!(wait_frame(&mut server), Err(StreamError::Closed)));
+    }
+
+    #[test]
+    fn frames_larger_than_one_read_and_small_ones_after_them_arrive_intact() {
+        let limits = FrameLimits {
+            max_frame: 2 << 20,
+            max_write_buffer: 4 << 20,
+        };
+        let (mut server, client) = pair(limits);
+        let mut writer = FramedStream::new(client, limits).unwrap();
+        let big: Vec<u8> = (0..(1 << 20) + 12345).map(|i| (i % 251) as u8).collect();
+        let frames = [big.clone(), vec![1, 2, 3], big.clone(), vec![]];
+        let t = std::thread::spawn(move || {
+            for f in &frames {
+                assert!(writer.send(f).unwrap());
+                while !writer.flush().unwrap() {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+            writer
+        });
+        assert_eq!(wait_frame(&mut server).unwrap(), big);
+        assert_eq!(wait_frame(&mut server).unwrap(), vec![1, 2, 3]);
+        assert_eq!(wait_frame(&mut server).unwrap(), big);
+        assert_eq!(wait_frame(&mut server).unwrap(), Vec::<u8>::new());
+        drop(t.join().unwrap());
         assert!(matches!(wait_frame(&mut server), Err(StreamError::Closed)));
     }
 
