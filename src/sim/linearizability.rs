@@ -44,7 +44,7 @@ pub fn check_linearizable_with(history: &History, hint: impl Fn(&Op) -> u64) -> 
     }
     for (key, ops) in by_key {
         let ranks: Vec<u64> = ops.iter().map(|o| hint(o)).collect();
-        check_key(&ops, &ranks).map_err(|why| describe(key, &ops, &why))?;
+        check_key(&ops, &ranks).map_err(|(why, stuck)| describe(key, &ops, &why, stuck))?;
     }
     Ok(())
 }
@@ -256,7 +256,23 @@ fn candidates(events: &Events, ranks: &[u64], out: &mut Vec<usize>) {
     out.sort_unstable_by_key(|op| (ranks[*op], *op));
 }
 
-fn check_key(ops: &[&Op], ranks: &[u64]) -> Result<(), String> {
+/// The first return still in the list: the operation the search could
+/// not place at its deepest point.
+fn frontier(events: &Events) -> Option<usize> {
+    let mut c = events.next[0];
+    while c != NIL {
+        if !events.what[c].1 {
+            return Some(events.what[c].0);
+        }
+        c = events.next[c];
+    }
+    None
+}
+
+/// Why a key failed: the reason and the operation the search got stuck on.
+type Stuck = (String, Option<usize>);
+
+fn check_key(ops: &[&Op], ranks: &[u64]) -> Result<(), Stuck> {
     let steps: Vec<Step> = ops.iter().map(|o| Step::of(o)).collect();
     let mut events = Events::new(ops);
     let mut remaining = ops.iter().filter(|o| o.returned.is_some()).count();
@@ -275,13 +291,14 @@ fn check_key(ops: &[&Op], ranks: &[u64]) -> Result<(), String> {
     candidates(&events, ranks, &mut cands);
     let mut next_cand = 0;
     let mut budget = STEP_BUDGET;
+    let (mut deepest, mut stuck) = (0, frontier(&events));
     loop {
         if remaining == 0 {
             return Ok(());
         }
         budget -= 1;
         if budget == 0 {
-            return Err(format!("search gave up after {STEP_BUDGET} steps"));
+            return Err((format!("search gave up after {STEP_BUDGET} steps"), stuck));
         }
         let Some(&op) = cands.get(next_cand) else {
             // Every candidate failed here: undo the latest choice and try
@@ -289,7 +306,7 @@ fn check_key(ops: &[&Op], ranks: &[u64]) -> Result<(), String> {
             // worth trying, so undo past it too.
             loop {
                 let Some((op, old, forced)) = stack.pop() else {
-                    return Err("no linearization exists".into());
+                    return Err(("no linearization exists".into(), stuck));
                 };
                 state = old;
                 set = (set.0 ^ keys[op].0, set.1 ^ keys[op].1);
@@ -328,27 +345,47 @@ fn check_key(ops: &[&Op], ranks: &[u64]) -> Result<(), String> {
             }
             candidates(&events, ranks, &mut cands);
             next_cand = 0;
+            if stack.len() > deepest {
+                deepest = stack.len();
+                stuck = frontier(&events);
+            }
         }
     }
 }
 
-fn describe(key: &str, ops: &[&Op], why: &str) -> String {
-    let mut out = format!("not linearizable on key {key:?} ({why}); its operations:\n");
-    const SHOWN: usize = 40;
-    for op in ops.iter().take(SHOWN) {
+/// The failure report: the operations of the key around the one the
+/// search could not place (marked), in invocation order.
+fn describe(key: &str, ops: &[&Op], why: &str, stuck: Option<usize>) -> String {
+    const BEFORE: usize = 25;
+    const AFTER: usize = 10;
+    let at = stuck.unwrap_or(0);
+    let (from, to) = (at.saturating_sub(BEFORE), (at + AFTER + 1).min(ops.len()));
+    let mut out = format!("not linearizable on key {key:?} ({why})");
+    if let Some(i) = stuck {
+        let o = ops[i];
+        out.push_str(&format!(
+            "; no order explains c{}'s {:?} -> {:?}",
+            o.client, o.op, o.result
+        ));
+    }
+    out.push_str(&format!(
+        "\n  its operations {}..{} of {}:\n",
+        from + 1,
+        to,
+        ops.len()
+    ));
+    for (i, op) in ops.iter().enumerate().take(to).skip(from) {
         let returned = match (&op.returned, &op.result) {
             (Some((_, at)), Some(r)) => format!("{:.3}ms -> {r:?}", at.as_secs_f64() * 1e3),
             _ => "never returned".to_string(),
         };
+        let mark = if Some(i) == stuck { ">>" } else { "  " };
         out.push_str(&format!(
-            "    c{:<4} {:>9.3}ms .. {returned:<30} {:?}\n",
+            "  {mark}c{:<4} {:>9.3}ms .. {returned:<30} {:?}\n",
             op.client,
             op.invoked_at.as_secs_f64() * 1e3,
             op.op
         ));
-    }
-    if ops.len() > SHOWN {
-        out.push_str(&format!("    ... and {} more\n", ops.len() - SHOWN));
     }
     out
 }

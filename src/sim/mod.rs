@@ -207,6 +207,12 @@ pub trait Spec {
         None
     }
 
+    /// A message as a failing seed's trace shows it (e.g. with operation
+    /// bytes decoded); `Debug` by default.
+    fn show(&self, msg: &Msg<Self>) -> String {
+        format!("{msg:?}")
+    }
+
     /// A protocol-specific invariant over all actors, checked by the model
     /// checker in every state it reaches.
     fn invariant(&self, actors: &[Self::Actor]) -> Result<(), String> {

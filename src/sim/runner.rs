@@ -175,6 +175,10 @@ pub struct SimOutcome {
     /// Wall time spent simulating (not checking, not investigating
     /// failures).
     pub elapsed: Duration,
+    /// Fault kinds asked for that the protocol does not claim to survive,
+    /// so none were injected (e.g. Byzantine nodes for a crash-tolerant
+    /// protocol).
+    pub not_injected: Vec<&'static str>,
 }
 
 impl SimOutcome {
@@ -213,6 +217,12 @@ fn seeds_to_run(cfg: &SimConfig, replay: Option<String>) -> Vec<u64> {
 pub fn simulate<P: Spec>(spec: &P, cfg: &SimConfig) -> SimOutcome {
     let mut outcome = SimOutcome::default();
     let tolerance = spec.tolerance();
+    if cfg.faults.crash && tolerance.faulty == 0 {
+        outcome.not_injected.push("crash");
+    }
+    if cfg.faults.byzantine && !(tolerance.byzantine && tolerance.faulty > 0) {
+        outcome.not_injected.push("byzantine");
+    }
     for seed in seeds_to_run(cfg, std::env::var(SEED_VAR).ok()) {
         let schedule = Schedule::generate(seed, cfg, spec.nodes(), cfg.clients, tolerance);
         let report = run_one(spec, cfg, seed, &schedule, 0);

@@ -1,7 +1,7 @@
 //! The readable tail of a run: who sent what to whom, when.
 
 use std::collections::VecDeque;
-use std::fmt::Debug;
+use std::fmt::Display;
 use std::time::Duration;
 
 /// Longest message text kept per line.
@@ -24,7 +24,7 @@ impl Trace {
     }
 
     /// Adds a line for an event at `now`: `what` then an optional payload.
-    pub fn push(&mut self, now: u64, what: std::fmt::Arguments<'_>, payload: Option<&dyn Debug>) {
+    pub fn push(&mut self, now: u64, what: std::fmt::Arguments<'_>, payload: Option<&dyn Display>) {
         if self.capacity == 0 {
             return;
         }
@@ -34,7 +34,7 @@ impl Trace {
         let at = Duration::from_nanos(now).as_secs_f64() * 1e3;
         let mut line = format!("{at:>11.6}ms  {what}");
         if let Some(p) = payload {
-            line.push_str(&format!("  {p:?}"));
+            line.push_str(&format!("  {p}"));
         }
         if line.len() > MAX_LINE {
             let mut cut = MAX_LINE;

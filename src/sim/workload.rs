@@ -11,7 +11,8 @@ use crate::app::KvOp;
 pub struct Workload {
     rng: Rng,
     client: u64,
-    keys: u64,
+    /// Key names, made once.
+    keys: Vec<String>,
     counter: u64,
 }
 
@@ -21,7 +22,7 @@ impl Workload {
         Workload {
             rng: Rng::new(seed ^ client.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0x0bad_cafe),
             client,
-            keys: keys.max(1) as u64,
+            keys: (0..keys.max(1)).map(|k| format!("k{k}")).collect(),
             counter: 0,
         }
     }
@@ -29,7 +30,7 @@ impl Workload {
     /// The next operation.
     pub fn next_op(&mut self) -> KvOp {
         self.counter += 1;
-        let key = format!("k{}", self.rng.below(self.keys));
+        let key = self.keys[self.rng.below(self.keys.len() as u64) as usize].clone();
         match self.rng.below(4) {
             0 | 1 => KvOp::Get(key),
             2 => KvOp::Put(key, format!("{}.{};", self.client, self.counter)),

@@ -438,7 +438,8 @@ impl<'s, P: Spec> World<'s, P> {
             self.stats.lost += 1;
             if let Some(trace) = &mut self.trace {
                 let (f, t) = (self.slots[from as usize].addr, self.slots[to as usize].addr);
-                trace.push(self.now, format_args!("{f} -> {t} LOST"), Some(&msg));
+                let shown = self.spec.show(&msg);
+                trace.push(self.now, format_args!("{f} -> {t} LOST"), Some(&shown));
             }
             return;
         }
@@ -485,9 +486,10 @@ impl<'s, P: Spec> World<'s, P> {
             None
         };
         if let Some(trace) = &mut self.trace {
+            let shown = self.spec.show(&msg);
             match why {
-                Some(why) => trace.push(self.now, format_args!("{f} -> {t} {why}"), Some(&msg)),
-                None => trace.push(self.now, format_args!("{f} -> {t}"), Some(&msg)),
+                Some(why) => trace.push(self.now, format_args!("{f} -> {t} {why}"), Some(&shown)),
+                None => trace.push(self.now, format_args!("{f} -> {t}"), Some(&shown)),
             }
         }
         if why.is_some() {
@@ -579,7 +581,11 @@ impl<'s, P: Spec> World<'s, P> {
     fn invoke(&mut self, client: usize) {
         let op = self.workloads[client].next_op();
         if let Some(trace) = &mut self.trace {
-            trace.push(self.now, format_args!("c{client} invokes"), Some(&op));
+            trace.push(
+                self.now,
+                format_args!("c{client} invokes"),
+                Some(&format!("{op:?}")),
+            );
         }
         let bytes = self.history.invoke(client as u64, op, self.now());
         self.handle(self.nodes + client, Input::Invoke(bytes));
@@ -592,7 +598,7 @@ impl<'s, P: Spec> World<'s, P> {
             return;
         };
         if let Some(trace) = &mut self.trace {
-            let shown = crate::app::decode_result(&result);
+            let shown = format!("{:?}", crate::app::decode_result(&result));
             trace.push(self.now, format_args!("{addr} completes"), Some(&shown));
         }
         if let Err(e) = self.history.complete(client, &result, self.now()) {

@@ -123,6 +123,12 @@ fn main() -> ExitCode {
         ..SimConfig::default()
     };
     let outcome = (protocol.simulate)(&cfg);
+    for kind in &outcome.not_injected {
+        println!(
+            "note: {} does not claim to survive {kind} faults; none injected",
+            protocol.name
+        );
+    }
     for failure in outcome.failed.iter().take(args.show) {
         println!("{failure}");
     }

@@ -3,7 +3,7 @@
 
 use super::{Client, Message, Replica};
 use crate::actor::{Addr, Context, State, Timer};
-use crate::app::{App, AppKind};
+use crate::app::{decode_result, App, AppKind, KvOp};
 use crate::protocol::common::Lookup;
 use crate::sim::{Spec, Tolerance};
 use std::time::Duration;
@@ -136,6 +136,19 @@ impl Spec for SimSpec {
     fn client(&self, id: u64) -> Actor {
         Actor::Client(Client::new(id, self.resend))
     }
+
+    fn show(&self, msg: &Message) -> String {
+        match msg {
+            Message::Request(r) => match bincode::deserialize::<KvOp>(&r.op) {
+                Ok(op) => format!("request c{}#{} {op:?}", r.client, r.seq),
+                Err(_) => format!("request c{}#{} ({} bytes)", r.client, r.seq, r.op.len()),
+            },
+            Message::Reply(r) => match decode_result(&r.result) {
+                Some(result) => format!("reply #{} {result:?}", r.seq),
+                None => format!("reply #{} ({} bytes)", r.seq, r.result.len()),
+            },
+        }
+    }
 }
 
 #[cfg(test)]
@@ -165,15 +178,24 @@ mod tests {
             "crash",
             "byzantine",
         ] {
-            let out = assert_seeds(&SimSpec::new(), &config(kind, 50));
+            let out = assert_seeds(&SimSpec::new(), &config(kind, 100));
             assert!(out.events > 0);
         }
     }
 
     #[test]
     fn survives_all_faults_together() {
-        let out = assert_seeds(&SimSpec::new(), &config("all", 200));
-        assert_eq!(out.seeds, 200);
+        let out = assert_seeds(&SimSpec::new(), &config("all", 300));
+        assert_eq!(out.seeds, 300);
+        // More clients than keys, so operations on a key overlap.
+        let crowded = SimConfig {
+            clients: 20,
+            keys: 4,
+            ..config("all", 50)
+        };
+        assert_seeds(&SimSpec::new(), &crowded);
+        let byzantine = simulate(&SimSpec::new(), &config("byzantine", 3));
+        assert_eq!(byzantine.not_injected, vec!["byzantine"]);
     }
 
     #[test]
