@@ -213,9 +213,27 @@ pub trait Spec {
         format!("{msg:?}")
     }
 
-    /// A protocol-specific invariant over all actors, checked by the model
-    /// checker in every state it reaches.
+    /// A protocol-specific invariant over all actors (nodes first, then
+    /// clients), checked by the model checker in every state it reaches
+    /// and by the simulator at the end of every run.
     fn invariant(&self, actors: &[Self::Actor]) -> Result<(), String> {
+        let _ = actors;
+        Ok(())
+    }
+
+    /// Whether the protocol's own work is done, asked once every client
+    /// has finished its operations. By default there is no such work. A
+    /// protocol without key-value clients (work distribution, multicast)
+    /// runs with `ops: 0` until this holds, and fails liveness when it
+    /// does not hold a bound after the faults heal.
+    fn finished(&self, actors: &[Self::Actor]) -> bool {
+        let _ = actors;
+        true
+    }
+
+    /// A check of the final state of a simulation run (e.g. the job's
+    /// result is complete and right).
+    fn check_end(&self, actors: &[Self::Actor]) -> Result<(), String> {
         let _ = actors;
         Ok(())
     }

@@ -72,9 +72,18 @@ pub fn run_one<P: Spec>(
             waiting(client),
             cfg.liveness_bound
         )),
-        End::Deadlock { client } => violations.push(format!(
+        End::Deadlock {
+            client: Some(client),
+        } => violations.push(format!(
             "liveness: nothing left to happen at {now:.3}ms but {} never completed (faults healed at {heal:.3}ms)",
             waiting(client)
+        )),
+        End::Deadlock { client: None } => violations.push(format!(
+            "liveness: nothing left to happen at {now:.3}ms but the protocol had not finished (faults healed at {heal:.3}ms)"
+        )),
+        End::Unfinished => violations.push(format!(
+            "liveness: the protocol had not finished at {now:.3}ms; faults healed at {heal:.3}ms, bound {:?}",
+            cfg.liveness_bound
         )),
         End::EventLimit => violations.push(format!(
             "event limit of {} reached at {now:.3}ms (a livelock?)",
@@ -96,6 +105,12 @@ pub fn run_one<P: Spec>(
     }
     if let Err(e) = check_agreement(&executions, &world.history) {
         violations.push(format!("agreement: {e}"));
+    }
+    if let Err(e) = spec.invariant(&world.states) {
+        violations.push(format!("invariant: {e}"));
+    }
+    if let Err(e) = spec.check_end(&world.states) {
+        violations.push(format!("end check: {e}"));
     }
     RunReport {
         seed,

@@ -349,3 +349,113 @@ fn a_silent_node_stalls_a_client_that_waits_for_everyone() {
     assert!(report.violations.iter().any(|v| v.starts_with("liveness")));
     assert!(report.stats.tampered > 0);
 }
+
+// A protocol without key-value clients: nodes 1.. pull a value from node
+// 0, asking again every millisecond (or, broken, only once), and the run
+// lasts until every node has it.
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum Pull {
+    Ask,
+    Value(u64),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct Puller {
+    id: u16,
+    value: Option<u64>,
+    retry: bool,
+}
+
+const ASK_AGAIN: crate::actor::Timer = crate::actor::Timer(1);
+
+impl State for Puller {
+    type Message = Pull;
+
+    fn on_start(&mut self, cx: &mut Context<Pull>) {
+        if self.value.is_none() {
+            cx.send(Addr::Node(0), Pull::Ask);
+            if self.retry {
+                cx.set_timer(ASK_AGAIN, ms(1));
+            }
+        }
+    }
+
+    fn on_message(&mut self, from: Addr, msg: Pull, cx: &mut Context<Pull>) {
+        match msg {
+            Pull::Ask => {
+                if let Some(v) = self.value {
+                    cx.send(from, Pull::Value(v));
+                }
+            }
+            Pull::Value(v) => {
+                self.value = Some(v);
+                cx.cancel_timer(ASK_AGAIN);
+            }
+        }
+    }
+
+    fn on_timer(&mut self, _timer: crate::actor::Timer, cx: &mut Context<Pull>) {
+        self.on_start(cx);
+    }
+}
+
+struct Spread {
+    retry: bool,
+}
+
+impl Spec for Spread {
+    type Actor = Puller;
+    fn nodes(&self) -> usize {
+        4
+    }
+    fn tolerance(&self) -> Tolerance {
+        Tolerance::none()
+    }
+    fn node(&self, id: u16) -> Puller {
+        Puller {
+            id,
+            value: (id == 0).then_some(42),
+            retry: self.retry,
+        }
+    }
+    fn client(&self, id: u64) -> Puller {
+        Puller {
+            id: 1000 + id as u16,
+            value: Some(0),
+            retry: false,
+        }
+    }
+    fn finished(&self, actors: &[Puller]) -> bool {
+        actors.iter().all(|p| p.value.is_some())
+    }
+    fn check_end(&self, actors: &[Puller]) -> Result<(), String> {
+        match actors.iter().find(|p| p.value != Some(42)) {
+            Some(p) => Err(format!("n{} ended with {:?}", p.id, p.value)),
+            None => Ok(()),
+        }
+    }
+}
+
+#[test]
+fn protocols_without_clients_run_until_finished_and_are_checked_at_the_end() {
+    let cfg = SimConfig {
+        clients: 0,
+        ops: 0,
+        seeds: 40,
+        faults: "drop,partition,delay".parse().unwrap(),
+        liveness_bound: ms(200),
+        ..SimConfig::default()
+    };
+    let out = simulate(&Spread { retry: true }, &cfg);
+    assert!(out.failed.is_empty(), "{}", out.failed[0]);
+    assert!(out.events > 40 * 4);
+    // Asking once is not enough when messages get lost.
+    let out = simulate(&Spread { retry: false }, &cfg);
+    assert!(!out.failed.is_empty());
+    assert!(
+        out.failed[0].violations[0].starts_with("liveness"),
+        "{}",
+        out.failed[0]
+    );
+}

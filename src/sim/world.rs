@@ -50,7 +50,6 @@ enum Input<M> {
 /// One actor and what the world knows about it.
 struct Slot<A: State> {
     addr: Addr,
-    state: A,
     cx: Context<A::Message>,
     up: bool,
     honest: bool,
@@ -96,8 +95,12 @@ pub(crate) enum End {
     Done,
     /// A client's operation outlived the liveness bound.
     Stuck { client: u64 },
-    /// Nothing was left to happen while clients still waited.
-    Deadlock { client: u64 },
+    /// Nothing was left to happen while a client still waited (or, with
+    /// `None`, while the protocol had not finished).
+    Deadlock { client: Option<u64> },
+    /// The protocol had not finished its work a liveness bound after the
+    /// faults healed.
+    Unfinished,
     /// The event limit was hit.
     EventLimit,
 }
@@ -130,6 +133,8 @@ pub(crate) struct World<'s, P: Spec> {
     events: Vec<Event<Msg<P>>>,
     free: Vec<u32>,
     slots: Vec<Slot<P::Actor>>,
+    /// The actors, apart from their slots so the spec can see them all.
+    pub states: Vec<P::Actor>,
     nodes: usize,
     groups: Vec<(u16, Vec<u32>)>,
     rng: Rng,
@@ -162,6 +167,7 @@ impl<'s, P: Spec> World<'s, P> {
         let mut rng = Rng::new(seed);
         let nodes = spec.nodes();
         let mut slots = Vec::with_capacity(nodes + cfg.clients);
+        let mut states = Vec::with_capacity(nodes + cfg.clients);
         let addrs = (0..nodes as u16)
             .map(Addr::Node)
             .chain((0..cfg.clients as u64).map(Addr::Client));
@@ -174,9 +180,9 @@ impl<'s, P: Spec> World<'s, P> {
             let mut cx = Context::new(addr, rng.next_u64());
             cx.record_executions(matches!(addr, Addr::Node(_)));
             let skew = cfg.network.clock_skew;
+            states.push(state);
             slots.push(Slot {
                 addr,
-                state,
                 cx,
                 up: true,
                 honest: true,
@@ -195,6 +201,7 @@ impl<'s, P: Spec> World<'s, P> {
             events: Vec::new(),
             free: Vec::new(),
             slots,
+            states,
             nodes,
             groups: Vec::new(),
             rng,
@@ -239,11 +246,15 @@ impl<'s, P: Spec> World<'s, P> {
             self.handle(slot, Input::Start);
         }
         if self.cfg.ops == 0 {
-            return End::Done;
+            self.finished = self.cfg.clients;
+        } else {
+            for client in 0..self.cfg.clients as u32 {
+                let at = self.rng.below(1_000_000);
+                self.push(at, Event::Invoke { client });
+            }
         }
-        for client in 0..self.cfg.clients as u32 {
-            let at = self.rng.below(1_000_000);
-            self.push(at, Event::Invoke { client });
+        if self.done() {
+            return End::Done;
         }
         let bound = self.cfg.liveness_bound.as_nanos() as u64;
         self.push(self.heal + bound, Event::Watchdog);
@@ -268,17 +279,23 @@ impl<'s, P: Spec> World<'s, P> {
                 }
                 Event::Free => {}
             }
-            if self.finished == self.cfg.clients {
+            if self.done() {
                 return End::Done;
             }
             if self.stats.events >= self.cfg.max_events {
                 return End::EventLimit;
             }
         }
-        match (0..self.cfg.clients).find(|c| self.done[*c] < self.cfg.ops) {
-            Some(c) => End::Deadlock { client: c as u64 },
-            None => End::Done,
+        End::Deadlock {
+            client: (0..self.cfg.clients)
+                .find(|c| self.done[*c] < self.cfg.ops)
+                .map(|c| c as u64),
         }
+    }
+
+    /// Every client has finished and the protocol says its work is done.
+    fn done(&self) -> bool {
+        self.finished == self.cfg.clients && self.spec.finished(&self.states)
     }
 
     /// Virtual time now.
@@ -333,12 +350,13 @@ impl<'s, P: Spec> World<'s, P> {
     /// Runs one handler of `slot`, then carries out its effects.
     fn handle(&mut self, slot: usize, input: Input<Msg<P>>) {
         let s = &mut self.slots[slot];
+        let state = &mut self.states[slot];
         s.cx.set_now(Duration::from_nanos((self.now as f64 * s.rate) as u64));
         match input {
-            Input::Start => s.state.on_start(&mut s.cx),
-            Input::Message(from, msg) => s.state.on_message(from, msg, &mut s.cx),
-            Input::Timer(timer) => s.state.on_timer(timer, &mut s.cx),
-            Input::Invoke(op) => s.state.on_invoke(op, &mut s.cx),
+            Input::Start => state.on_start(&mut s.cx),
+            Input::Message(from, msg) => state.on_message(from, msg, &mut s.cx),
+            Input::Timer(timer) => state.on_timer(timer, &mut s.cx),
+            Input::Invoke(op) => state.on_invoke(op, &mut s.cx),
         }
         self.stats.events += 1;
         let mut effects = std::mem::take(&mut self.scratch);
@@ -634,6 +652,14 @@ impl<'s, P: Spec> World<'s, P> {
             }
             next = next.min(deadline);
         }
+        if next == u64::MAX && !self.spec.finished(&self.states) {
+            // No client waits, but the protocol's own work is not done.
+            let deadline = self.heal + bound;
+            if deadline <= self.now {
+                return Some(End::Unfinished);
+            }
+            next = deadline;
+        }
         if next != u64::MAX {
             self.push(next, Event::Watchdog);
         }
@@ -654,8 +680,8 @@ impl<'s, P: Spec> World<'s, P> {
                     self.slots[n].up = false;
                     self.slots[n].timers.clear();
                 } else {
-                    let crashed = self.slots[n].state.clone();
-                    self.slots[n].state = self.spec.restart(node, crashed);
+                    let crashed = self.states[n].clone();
+                    self.states[n] = self.spec.restart(node, crashed);
                     self.slots[n].up = true;
                     self.handle(n, Input::Start);
                 }
