@@ -2,6 +2,8 @@
 //! classic BFT evaluation figure) beside throughput over time.
 
 use crate::results::{json_path, read_json, Row};
+use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
+use plotters::coord::Shift;
 use plotters::prelude::*;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -63,7 +65,9 @@ pub fn curves(rows: &[Row]) -> Vec<Curve> {
 type Param = (&'static str, fn(&Row) -> String);
 
 /// The parameters (other than protocol and clients) that take more than
-/// one value among `rows`, as `(name, value of a row)` functions.
+/// one value among the rows of one protocol, as `(name, value of a row)`
+/// functions. What differs only between protocols (their replica count)
+/// the protocol's name already says.
 fn varying_params(rows: &[&Row]) -> Vec<Param> {
     let params: [Param; 9] = [
         ("replicas", |r| r.replicas.to_string()),
@@ -79,8 +83,10 @@ fn varying_params(rows: &[&Row]) -> Vec<Param> {
     params
         .into_iter()
         .filter(|(_, get)| {
-            let first = rows.first().map(|r| get(r));
-            rows.iter().any(|r| Some(get(r)) != first)
+            rows.iter().any(|a| {
+                rows.iter()
+                    .any(|b| a.protocol == b.protocol && get(a) != get(b))
+            })
         })
         .collect()
 }
@@ -123,18 +129,154 @@ fn draw(svg: &Path, curves: &[Curve], over_time: &[(String, Vec<(f64, f64)>)]) -
     root.fill(&WHITE)?;
     let (left, right) = root.split_horizontally(640);
 
-    let points = curves.iter().flat_map(|c| c.points.iter());
-    let (x_max, y_max) = points.fold((0.0f64, 0.0f64), |(x, y), p| (x.max(p.0), y.max(p.1)));
-    let mut chart = ChartBuilder::on(&left)
+    latency_panel(&left, curves)?;
+
+    let t_max = over_time
+        .iter()
+        .flat_map(|(_, s)| s.iter().map(|p| p.0))
+        .fold(0.0f64, f64::max);
+    let ops_max = over_time
+        .iter()
+        .flat_map(|(_, s)| s.iter().map(|p| p.1))
+        .fold(0.0f64, f64::max);
+    let mut chart = ChartBuilder::on(&right)
+        .caption("Throughput over time (busiest run)", ("sans-serif", 22))
+        .margin(15)
+        .x_label_area_size(45)
+        .y_label_area_size(60)
+        // Headroom above the lines for the legend.
+        .build_cartesian_2d(0.0..nice(t_max), 0.0..nice(ops_max) * 1.3)?;
+    chart
+        .configure_mesh()
+        .x_desc("time (s)")
+        .y_desc("throughput (kops/s)")
+        .light_line_style(WHITE)
+        .draw()?;
+    for (i, (label, series)) in over_time.iter().enumerate() {
+        let color = Palette99::pick(i).to_rgba();
+        chart
+            .draw_series(LineSeries::new(
+                series.iter().copied(),
+                color.stroke_width(2),
+            ))?
+            .label(label.clone())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+    }
+    if !over_time.is_empty() {
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .draw()?;
+    }
+    root.present()?;
+    Ok(())
+}
+
+/// How an axis spans its values: from zero, or logarithmically when they
+/// cover more than a factor of [`LOG_SPAN`] (a BFT protocol's latency next
+/// to an unreplicated one's would otherwise flatten the latter).
+enum Scale {
+    Linear(f64),
+    Log(f64, f64),
+}
+
+/// Values spanning more than this factor get a log axis.
+const LOG_SPAN: f64 = 20.0;
+
+impl Scale {
+    fn of(values: impl Iterator<Item = f64>) -> Scale {
+        let (lo, hi) = values
+            .filter(|v| *v > 0.0)
+            .fold((f64::MAX, 0.0f64), |(lo, hi), v| (lo.min(v), hi.max(v)));
+        if hi > 0.0 && hi / lo > LOG_SPAN {
+            Scale::Log(lo / 1.5, hi * 1.5)
+        } else {
+            Scale::Linear(nice(hi))
+        }
+    }
+
+    fn is_log(&self) -> bool {
+        matches!(self, Scale::Log(..))
+    }
+}
+
+/// The latency-throughput panel, each axis linear or logarithmic as its
+/// values need.
+fn latency_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, curves: &[Curve]) -> DrawResult
+where
+    DB::ErrorType: 'static,
+{
+    let points = || curves.iter().flat_map(|c| c.points.iter());
+    let x = Scale::of(points().map(|p| p.0));
+    let y = Scale::of(points().map(|p| p.1));
+    let labels = (
+        axis_label("throughput (kops/s)", &x),
+        axis_label("median latency (ms)", &y),
+    );
+    // Log axes cannot show zero: such points (a run that completed
+    // nothing) are left out of them.
+    let keep = |p: &(f64, f64)| (!x.is_log() || p.0 > 0.0) && (!y.is_log() || p.1 > 0.0);
+    let curves: Vec<Curve> = curves
+        .iter()
+        .map(|c| Curve {
+            points: c.points.iter().copied().filter(keep).collect(),
+            ..c.clone()
+        })
+        .collect();
+    match (x, y) {
+        (Scale::Linear(x), Scale::Linear(y)) => {
+            latency_chart(area, &curves, 0.0..x, 0.0..y, labels)
+        }
+        (Scale::Linear(x), Scale::Log(a, b)) => {
+            latency_chart(area, &curves, 0.0..x, (a..b).log_scale(), labels)
+        }
+        (Scale::Log(a, b), Scale::Linear(y)) => {
+            latency_chart(area, &curves, (a..b).log_scale(), 0.0..y, labels)
+        }
+        (Scale::Log(a, b), Scale::Log(c, d)) => latency_chart(
+            area,
+            &curves,
+            (a..b).log_scale(),
+            (c..d).log_scale(),
+            labels,
+        ),
+    }
+}
+
+fn axis_label(what: &str, scale: &Scale) -> String {
+    match scale {
+        Scale::Linear(_) => what.to_string(),
+        Scale::Log(..) => format!("{what}, log scale"),
+    }
+}
+
+fn latency_chart<DB, X, Y>(
+    area: &DrawingArea<DB, Shift>,
+    curves: &[Curve],
+    x: X,
+    y: Y,
+    (x_desc, y_desc): (String, String),
+) -> DrawResult
+where
+    DB: DrawingBackend,
+    DB::ErrorType: 'static,
+    X: AsRangedCoord<Value = f64>,
+    Y: AsRangedCoord<Value = f64>,
+    X::CoordDescType: ValueFormatter<f64>,
+    Y::CoordDescType: ValueFormatter<f64>,
+{
+    let mut chart = ChartBuilder::on(area)
         .caption("Latency vs throughput", ("sans-serif", 22))
         .margin(15)
         .x_label_area_size(45)
         .y_label_area_size(60)
-        .build_cartesian_2d(0.0..nice(x_max), 0.0..nice(y_max))?;
+        .build_cartesian_2d(x, y)?;
     chart
         .configure_mesh()
-        .x_desc("throughput (kops/s)")
-        .y_desc("median latency (ms)")
+        .x_desc(x_desc)
+        .y_desc(y_desc)
         .light_line_style(WHITE)
         .draw()?;
     for (i, curve) in curves.iter().enumerate() {
@@ -161,46 +303,6 @@ fn draw(svg: &Path, curves: &[Curve], over_time: &[(String, Vec<(f64, f64)>)]) -
             .border_style(BLACK)
             .draw()?;
     }
-
-    let t_max = over_time
-        .iter()
-        .flat_map(|(_, s)| s.iter().map(|p| p.0))
-        .fold(0.0f64, f64::max);
-    let ops_max = over_time
-        .iter()
-        .flat_map(|(_, s)| s.iter().map(|p| p.1))
-        .fold(0.0f64, f64::max);
-    let mut chart = ChartBuilder::on(&right)
-        .caption("Throughput over time (busiest run)", ("sans-serif", 22))
-        .margin(15)
-        .x_label_area_size(45)
-        .y_label_area_size(60)
-        .build_cartesian_2d(0.0..nice(t_max), 0.0..nice(ops_max))?;
-    chart
-        .configure_mesh()
-        .x_desc("time (s)")
-        .y_desc("throughput (kops/s)")
-        .light_line_style(WHITE)
-        .draw()?;
-    for (i, (label, series)) in over_time.iter().enumerate() {
-        let color = Palette99::pick(i).to_rgba();
-        chart
-            .draw_series(LineSeries::new(
-                series.iter().copied(),
-                color.stroke_width(2),
-            ))?
-            .label(label.clone())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
-    }
-    if !over_time.is_empty() {
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .draw()?;
-    }
-    root.present()?;
     Ok(())
 }
 
@@ -242,6 +344,13 @@ mod tests {
         assert_eq!(c[0].points, vec![(0.5, 0.05), (1.0, 0.1)]);
         assert_eq!(c[0].busiest, rows[0].key());
 
+        // What only differs between protocols goes unsaid.
+        let mut pbft = row("pbft", 1, 1, 100.0, 900);
+        pbft.replicas = 4;
+        let two = curves(&[row("a", 1, 1, 500.0, 50), pbft]);
+        let labels: Vec<&str> = two.iter().map(|c| c.label.as_str()).collect();
+        assert_eq!(labels, ["a", "pbft"]);
+
         // A rerun of the same run replaces the older point.
         rows.push(row("b", 1, 1, 600.0, 20));
         assert_eq!(curves(&rows)[1].points, vec![(0.6, 0.02)]);
@@ -256,7 +365,14 @@ mod tests {
         let text = std::fs::read_to_string(&svg).unwrap();
         assert!(text.starts_with("<svg"), "{}", &text[..80.min(text.len())]);
         assert!(text.contains("alpha") && text.contains("beta"));
-        assert!(text.contains("median latency (ms)"));
+        assert!(text.contains("median latency (ms)") && !text.contains("log scale"));
+
+        // Latencies a hundredfold apart get a log axis.
+        let rows = [row("fast", 1, 1, 500.0, 50), row("slow", 1, 1, 400.0, 9000)];
+        write_svg(&svg, &dir.join("p.csv"), &rows).unwrap();
+        let text = std::fs::read_to_string(&svg).unwrap();
+        assert!(text.contains("median latency (ms), log scale"));
+        assert!(!text.contains("throughput (kops/s), log scale"));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
