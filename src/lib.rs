@@ -10,6 +10,7 @@
 //! - [`crunch`]: chunked work distribution with heartbeats.
 //! - [`exchange`]: typed exchange channels between workers and processes.
 //! - [`app`]: the replicated applications (null, key-value).
+//! - [`crypto`]: digests, secp256k1 signatures and MACs for BFT protocols.
 //! - [`protocol`]: the protocols, listed in [`protocol::PROTOCOLS`].
 //! - [`sim`]: the deterministic simulator, the model checker and the
 //!   history checkers every protocol is tested with.
@@ -18,6 +19,7 @@
 pub mod actor;
 pub mod app;
 pub mod crunch;
+pub mod crypto;
 pub mod exchange;
 pub mod multicast;
 pub mod net;

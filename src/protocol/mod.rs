@@ -6,6 +6,7 @@
 //! simulator find it by name.
 
 pub mod common;
+pub mod pbft;
 pub mod unreplicated;
 
 use crate::actor::{Addr, Deploy};
@@ -17,7 +18,7 @@ use std::time::Duration;
 use troupe_message::control::Command;
 
 /// Every protocol troupe knows, by name.
-pub const PROTOCOLS: &[Protocol] = &[unreplicated::PROTOCOL];
+pub const PROTOCOLS: &[Protocol] = &[unreplicated::PROTOCOL, pbft::PROTOCOL];
 
 /// Finds a protocol by name.
 pub fn find(name: &str) -> Option<&'static Protocol> {

@@ -107,8 +107,20 @@ pub struct Keys {
     pub secret: Vec<u8>,
     /// Public key of every replica, by replica id.
     pub replica_public: Vec<Vec<u8>>,
-    /// Seed the replicas and client hosts derive per-client MAC keys from.
+    /// A replica's own MAC seed, from which it derives the key it shares
+    /// with each client (empty for client hosts).
     pub client_seed: Vec<u8>,
+    /// Every replica's MAC seed, by replica id (client hosts only: a
+    /// replica never learns another's seed).
+    pub replica_mac_seeds: Vec<Vec<u8>>,
+    /// Public keys of clients `first_client ..` (replicas, when clients
+    /// sign their requests).
+    pub client_public: Vec<Vec<u8>>,
+    /// Secret keys of clients `first_client ..` (client hosts, when
+    /// clients sign their requests).
+    pub client_secret: Vec<Vec<u8>>,
+    /// Id of the client whose keys come first in the two lists above.
+    pub first_client: u64,
 }
 
 /// How a program spreads a run over its threads.

@@ -11,6 +11,7 @@ pub mod app;
 pub mod control;
 pub mod crunch;
 pub mod multicast;
+pub mod pbft;
 pub mod unreplicated;
 
 use serde::{Deserialize, Serialize};

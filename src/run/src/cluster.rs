@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use troupe_message::control::{Control, Keys, Report, Summary};
+use troupe_message::control::{ClientAuth, Control, Keys, Report, Summary};
 
 /// Counters whose names end like this count as errors in a result.
 const ERROR_COUNTERS: [&str; 5] = [
@@ -178,9 +178,11 @@ impl Cluster {
                 None => free_udp_port().map_err(|e| e.to_string())?,
             });
         }
-        // Fresh keys for every run; each replica gets only its own secret.
-        let (replica_keys, host_keys) = keys::run_keys(needed).map_err(|e| e.to_string())?;
+        let signing_clients = bench.client_auth == ClientAuth::Signature;
+        let (replica_keys, host_keys) =
+            keys::run_keys(needed, 1, bench.clients, signing_clients).map_err(|e| e.to_string())?;
         let mut result = Ok(());
+        // Each replica gets its own secret and only its own.
         for (id, keys) in replica_keys.into_iter().enumerate() {
             let command = bench.replica_command(id as u16, &addrs, keys);
             result = self.command(&id.to_string(), Control::Run(Box::new(command)));

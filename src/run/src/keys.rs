@@ -34,24 +34,44 @@ pub fn replica_keys(n: usize) -> std::io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
     Ok(keys)
 }
 
-/// The keys of one run: for each replica its own secret key and
-/// everyone's public keys; for the client host the public keys only. The
-/// MAC seed clients and replicas derive per-client keys from goes to both.
-pub fn run_keys(replicas: usize) -> std::io::Result<(Vec<Keys>, Keys)> {
+/// The keys of one run: for each replica its own secret key, its own MAC
+/// seed and everyone's public keys; for the client host every replica's
+/// public key and MAC seed. With `signing_clients`, clients
+/// `first_client .. first_client + clients` also get key pairs: replicas
+/// receive the public halves, the client host the secret ones.
+pub fn run_keys(
+    replicas: usize,
+    first_client: u64,
+    clients: u32,
+    signing_clients: bool,
+) -> std::io::Result<(Vec<Keys>, Keys)> {
     let pairs = replica_keys(replicas)?;
     let replica_public: Vec<Vec<u8>> = pairs.iter().map(|k| k.1.clone()).collect();
-    let client_seed = random_bytes(32)?;
+    let mac_seeds: Vec<Vec<u8>> = (0..replicas)
+        .map(|_| random_bytes(32))
+        .collect::<Result<_, _>>()?;
+    let client_pairs = if signing_clients {
+        replica_keys(clients as usize)?
+    } else {
+        Vec::new()
+    };
     let replica_keys = pairs
         .into_iter()
-        .map(|(secret, _)| Keys {
+        .zip(&mac_seeds)
+        .map(|((secret, _), seed)| Keys {
             secret,
             replica_public: replica_public.clone(),
-            client_seed: client_seed.clone(),
+            client_seed: seed.clone(),
+            client_public: client_pairs.iter().map(|k| k.1.clone()).collect(),
+            first_client,
+            ..Keys::default()
         })
         .collect();
     let host = Keys {
         replica_public,
-        client_seed,
+        replica_mac_seeds: mac_seeds,
+        client_secret: client_pairs.into_iter().map(|k| k.0).collect(),
+        first_client,
         ..Keys::default()
     };
     Ok((replica_keys, host))
@@ -60,11 +80,21 @@ pub fn run_keys(replicas: usize) -> std::io::Result<(Vec<Keys>, Keys)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use secp256k1::{PublicKey, Secp256k1, SecretKey};
 
     #[test]
-    fn each_replica_gets_only_its_own_secret_and_every_run_fresh_keys() {
-        let (replicas, host) = run_keys(4).unwrap();
+    fn each_replica_gets_only_its_own_secrets() {
+        let (replicas, host) = run_keys(4, 1, 3, true).unwrap();
         assert_eq!(replicas.len(), 4);
+        for (i, r) in replicas.iter().enumerate() {
+            assert_eq!(r.replica_public.len(), 4);
+            assert_eq!(r.client_seed, host.replica_mac_seeds[i]);
+            assert!(r.replica_mac_seeds.is_empty() && r.client_secret.is_empty());
+            assert_eq!(r.client_public.len(), 3);
+        }
+        assert_ne!(replicas[0].secret, replicas[1].secret);
+        assert!(host.secret.is_empty() && host.client_seed.is_empty());
+        assert_eq!(host.client_secret.len(), 3);
         let secp = Secp256k1::signing_only();
         for (i, r) in replicas.iter().enumerate() {
             assert_eq!(r.replica_public, host.replica_public);
@@ -72,11 +102,9 @@ mod tests {
             let public = PublicKey::from_secret_key(&secp, &secret).serialize();
             assert_eq!(&public[..], &r.replica_public[i][..], "its own pair");
         }
-        let secrets: std::collections::HashSet<_> = replicas.iter().map(|r| &r.secret).collect();
-        assert_eq!(secrets.len(), 4);
-        assert!(host.secret.is_empty());
-        let (again, _) = run_keys(4).unwrap();
-        assert_ne!(again[0].secret, replicas[0].secret);
+        let (unsigned, _) = run_keys(4, 1, 3, false).unwrap();
+        assert!(unsigned[0].client_public.is_empty());
+        assert_ne!(unsigned[0].secret, replicas[0].secret, "fresh keys every run");
         assert_ne!(token().unwrap(), token().unwrap());
     }
 }
