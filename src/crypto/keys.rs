@@ -252,8 +252,14 @@ mod tests {
 
         let tag = c.mac_for(11, 1, b"req");
         assert!(r1.verify_client_mac(11, b"req", &tag));
-        assert!(!r0.verify_client_mac(11, b"req", &tag), "another replica's key");
-        assert!(!r1.verify_client_mac(12, b"req", &tag), "another client's key");
+        assert!(
+            !r0.verify_client_mac(11, b"req", &tag),
+            "another replica's key"
+        );
+        assert!(
+            !r1.verify_client_mac(12, b"req", &tag),
+            "another client's key"
+        );
         assert!(c.verify_mac(11, 1, b"rep", &r1.client_mac(11, b"rep")));
 
         let csig = c.sign(12, b"r", b"op");

@@ -31,8 +31,7 @@ impl<T> Batcher<T> {
     /// Queues request `seq` of `client`; returns false when it is already
     /// queued or in flight, older than one that is, or the queue is full.
     pub fn push(&mut self, client: u64, seq: u64, item: T) -> bool {
-        if self.known.get(&client).is_some_and(|s| *s >= seq) || self.queue.len() >= self.capacity
-        {
+        if self.known.get(&client).is_some_and(|s| *s >= seq) || self.queue.len() >= self.capacity {
             return false;
         }
         self.known.insert(client, seq);

@@ -159,7 +159,10 @@ mod tests {
         assert!(v.has(2, &(2, 7)));
         v.retain(|k| k.0 >= 2);
         assert_eq!(v.len(), 1);
-        assert_eq!(v.matching(&(2, 7)).map(|(i, _)| i).collect::<Vec<_>>(), vec![2]);
+        assert_eq!(
+            v.matching(&(2, 7)).map(|(i, _)| i).collect::<Vec<_>>(),
+            vec![2]
+        );
     }
 
     #[test]

@@ -4,9 +4,9 @@
 
 use super::replica::{state_bytes, Replica, Transfer};
 use crate::actor::Context;
-use troupe_message::ALL_REPLICAS;
 use crate::crypto::{digest, Digest};
 use troupe_message::pbft::{Checkpoint, Message, Signed};
+use troupe_message::ALL_REPLICAS;
 
 /// Checkpoint slots kept at once; beyond it the slot with the fewest
 /// votes goes (honest checkpoints gather 2f+1 quickly, junk from a
@@ -36,7 +36,7 @@ impl Replica {
         if b.seq <= self.stable {
             return;
         }
-        if b.seq % self.cfg.checkpoint_period != 0 {
+        if !b.seq.is_multiple_of(self.cfg.checkpoint_period) {
             return self.reject("checkpoint at a sequence number that takes none");
         }
         self.checkpoints

@@ -4,10 +4,10 @@
 //! accepts a result once f+1 replicas sent the same one.
 
 use crate::actor::{Addr, Context, State, Timer};
-use troupe_message::ALL_REPLICAS;
 use crate::protocol::common::{Backoff, ReplyMatcher};
 use std::time::Duration;
 use troupe_message::pbft::{Auth, Message, Request};
+use troupe_message::ALL_REPLICAS;
 
 const RESEND: Timer = Timer(0);
 
@@ -41,6 +41,11 @@ impl Client {
             backoff: Backoff::new(resend_after),
             resends: 0,
         }
+    }
+
+    /// Whether an operation is outstanding.
+    pub fn busy(&self) -> bool {
+        self.pending.is_some()
     }
 
     /// The view this client believes the replicas are in.

@@ -3,12 +3,12 @@
 
 use super::replica::{batch_digest, Replica, Status};
 use crate::actor::{Addr, Context};
-use troupe_message::ALL_REPLICAS;
 use crate::crypto::Digest;
 use crate::protocol::common::Lookup;
 use troupe_message::pbft::{
     Auth, Message, Phase, PrePrepare, Prepared, Proposal, Reply, Request, Signed, Vote,
 };
+use troupe_message::ALL_REPLICAS;
 
 impl Replica {
     pub(super) fn on_request(&mut self, from: Addr, r: Request, cx: &mut Context<Message>) {
@@ -56,7 +56,7 @@ impl Replica {
     /// `window` batches beyond the last executed, and inside the log window.
     pub(super) fn propose(&mut self, cx: &mut Context<Message>) {
         while self.status == Status::Normal && self.is_primary() {
-            let room = self.next_seq <= self.executed + self.cfg.window
+            let room = self.next_seq <= self.executed_seq + self.cfg.window
                 && self.next_seq <= self.high_watermark();
             let Some(batch) = self.batcher.next(room) else {
                 return;
@@ -151,7 +151,7 @@ impl Replica {
         if !self.in_window(b.seq) {
             return; // executed and truncated already, or too far ahead
         }
-        if b.view + 1 < self.view && b.phase == Phase::Prepare {
+        if b.view.saturating_add(1) < self.view && b.phase == Phase::Prepare {
             return; // a prepare from an old view cannot matter any more
         }
         if b.phase == Phase::Prepare && b.replica == self.primary_of(b.view) {
@@ -197,10 +197,7 @@ impl Replica {
             .take(needed)
             .map(|(_, v)| v.clone())
             .collect();
-        entry.prepared = Some(Prepared {
-            proposal,
-            prepares,
-        });
+        entry.prepared = Some(Prepared { proposal, prepares });
         entry.committed_in = Some(view);
         self.send_vote(Phase::Commit, key.0, seq, key.1, cx);
         self.check_committed(seq, cx);
@@ -231,9 +228,9 @@ impl Replica {
         if self.transfer.is_some() {
             return; // the state below is still on its way
         }
-        let before = self.executed;
+        let before = self.executed_seq;
         loop {
-            let seq = self.executed + 1;
+            let seq = self.executed_seq + 1;
             let Some(entry) = self.log.get(&seq) else {
                 break;
             };
@@ -247,16 +244,20 @@ impl Replica {
             for r in batch {
                 self.execute_request(r, cx);
             }
-            self.executed = seq;
-            if seq % self.cfg.checkpoint_period == 0 {
+            self.executed_seq = seq;
+            if seq.is_multiple_of(self.cfg.checkpoint_period) {
                 self.take_checkpoint(seq, cx);
             }
         }
-        if self.executed > before {
+        if self.executed_seq > before {
             self.progressed(cx);
             self.propose(cx);
         }
-        if self.log.range(self.executed + 1..).any(|(_, e)| e.decided.is_some()) {
+        if self
+            .log
+            .range(self.executed_seq + 1..)
+            .any(|(_, e)| e.decided.is_some())
+        {
             self.need_fetch(cx); // a gap: decided batches wait for a missing one
         }
     }

@@ -48,7 +48,10 @@ pub(super) struct Entry {
 impl Entry {
     /// The batch, when it is the one with `digest`.
     pub fn batch_for(&self, digest: &Digest) -> Option<&Vec<Request>> {
-        self.batch.as_ref().filter(|(d, _)| d == digest).map(|b| &b.1)
+        self.batch
+            .as_ref()
+            .filter(|(d, _)| d == digest)
+            .map(|b| &b.1)
     }
 }
 
@@ -102,7 +105,7 @@ pub struct Replica {
     /// Next sequence number the primary assigns.
     pub(super) next_seq: u64,
     /// Last sequence number executed.
-    pub(super) executed: u64,
+    pub(super) executed_seq: u64,
     pub(super) executed_ops: u64,
     pub(super) stable: u64,
     pub(super) stable_digest: Digest,
@@ -145,7 +148,7 @@ impl Replica {
             table,
             log: BTreeMap::new(),
             next_seq: 1,
-            executed: 0,
+            executed_seq: 0,
             executed_ops: 0,
             stable: 0,
             stable_digest: genesis,
@@ -185,7 +188,7 @@ impl Replica {
 
     /// Last sequence number executed.
     pub fn last_executed(&self) -> u64 {
-        self.executed
+        self.executed_seq
     }
 
     /// The stable checkpoint's sequence number.

@@ -36,7 +36,7 @@ impl Replica {
             || !self.missing_batches().is_empty()
             || self
                 .log
-                .range(self.executed + 1..)
+                .range(self.executed_seq + 1..)
                 .any(|(_, e)| e.decided.is_some())
     }
 
@@ -44,7 +44,7 @@ impl Replica {
     /// without holding the batch.
     fn missing_batches(&self) -> Vec<Digest> {
         self.log
-            .range(self.executed + 1..)
+            .range(self.executed_seq + 1..)
             .filter_map(|(_, e)| {
                 let d = e.decided.or(e.proposal.as_ref().map(|p| p.body.digest))?;
                 e.batch_for(&d).is_none().then_some(d)
@@ -62,7 +62,7 @@ impl Replica {
         cx.send(
             Addr::Node(self.fetch_turn),
             Message::Fetch {
-                executed: self.executed,
+                executed: self.executed_seq,
                 batches: self.missing_batches(),
                 replica: self.id,
             },
@@ -98,7 +98,9 @@ impl Replica {
             }
         }
         let quorum = self.quorum();
-        for (_, e) in self.log.range(executed.max(self.stable) + 1..=self.executed) {
+        let from = executed.max(self.stable).saturating_add(1);
+        let end = (self.executed_seq + 1).max(from);
+        for (_, e) in self.log.range(from..end) {
             let Some(d) = e.decided else { continue };
             let Some(batch) = e.batch_for(&d) else {
                 continue;
@@ -130,9 +132,9 @@ impl Replica {
     pub(super) fn on_batch(&mut self, batch: Vec<Request>, cx: &mut Context<Message>) {
         let d = batch_digest(&batch);
         let mut useful = false;
-        for (_, e) in self.log.range_mut(self.executed + 1..) {
-            let wanted = e.decided == Some(d)
-                || e.proposal.as_ref().is_some_and(|p| p.body.digest == d);
+        for (_, e) in self.log.range_mut(self.executed_seq + 1..) {
+            let wanted =
+                e.decided == Some(d) || e.proposal.as_ref().is_some_and(|p| p.body.digest == d);
             if wanted && e.batch_for(&d).is_none() {
                 e.batch = Some((d, batch.clone()));
                 useful = true;
@@ -167,7 +169,7 @@ impl Replica {
         if batch_digest(&c.batch) != first.digest {
             return self.reject("committed batch that does not match its digest");
         }
-        if first.seq <= self.executed || !self.in_window(first.seq) {
+        if first.seq <= self.executed_seq || !self.in_window(first.seq) {
             return;
         }
         let entry = self.log.entry(first.seq).or_default();
@@ -189,7 +191,7 @@ impl Replica {
         let Some(head) = chunk.proof.first().map(|c| c.body.clone()) else {
             return self.reject("state without a checkpoint proof");
         };
-        if head.seq <= self.executed {
+        if head.seq <= self.executed_seq {
             return;
         }
         if !self.valid_checkpoint_proof(head.seq, &head.digest, &chunk.proof) {
@@ -226,7 +228,7 @@ impl Replica {
             return self.reject(&e);
         }
         self.transfer = None;
-        self.executed = seq;
+        self.executed_seq = seq;
         self.counters.state_transfers += 1;
         self.make_stable(seq, d, proof, state);
         let table = &self.table;

@@ -4,10 +4,10 @@
 
 use super::replica::{Replica, Status, VIEW_TIMER};
 use crate::actor::{Addr, Context};
-use troupe_message::ALL_REPLICAS;
 use crate::crypto::Digest;
 use std::collections::BTreeMap;
 use troupe_message::pbft::{Message, NewView, Phase, Prepared, Proposal, Signed, ViewChange};
+use troupe_message::ALL_REPLICAS;
 
 /// Longest wait for a new view, however many views failed in a row.
 const MAX_BACKOFF_SHIFT: u32 = 6;
@@ -16,12 +16,14 @@ impl Replica {
     pub(super) fn on_view_timer(&mut self, cx: &mut Context<Message>) {
         self.view_timer_armed = false;
         match self.status {
-            Status::Normal if !self.waiting.is_empty() => self.start_view_change(self.view + 1, cx),
+            Status::Normal if !self.waiting.is_empty() => {
+                self.start_view_change(self.view.saturating_add(1), cx)
+            }
             Status::Normal => {}
             Status::ViewChange => {
                 // The new primary did not deliver either: try the next.
                 self.failed_views += 1;
-                self.start_view_change(self.view + 1, cx);
+                self.start_view_change(self.view.saturating_add(1), cx);
             }
         }
     }
@@ -145,7 +147,7 @@ impl Replica {
             }
         }
         let high = best.keys().next_back().copied().unwrap_or(low);
-        (low + 1..=high)
+        (low.saturating_add(1)..=high)
             .map(|seq| {
                 let digest = best.get(&seq).map_or(self.null_digest, |(_, d)| *d);
                 Signed::new(Proposal {
@@ -193,9 +195,14 @@ impl Replica {
         if let Some(top) = nv.body.view_changes.iter().max_by_key(|vc| vc.body.stable) {
             let c = &top.body;
             if c.stable > self.stable {
-                if self.executed >= c.stable && self.own_state_matches(c.stable, &c.stable_digest) {
+                if self.executed_seq >= c.stable && self.own_state_matches(c.stable, &c.stable_digest) {
                     let state = self.checkpoints[&c.stable].own.clone().map(|o| o.1);
-                    self.make_stable(c.stable, c.stable_digest, c.proof.clone(), state.unwrap_or_default());
+                    self.make_stable(
+                        c.stable,
+                        c.stable_digest,
+                        c.proof.clone(),
+                        state.unwrap_or_default(),
+                    );
                 } else {
                     self.start_transfer(c.stable, c.stable_digest, c.proof.clone(), cx);
                 }
@@ -204,7 +211,7 @@ impl Replica {
         let high = nv.body.proposals.last().map_or(self.stable, |p| p.body.seq);
         // Anything above the forced proposals was not prepared by a
         // quorum: it never committed, and its requests come again.
-        let keep = high + 1;
+        let keep = high.saturating_add(1);
         let dropped = self.log.split_off(&keep);
         for (seq, e) in dropped {
             if e.decided.is_some() {
@@ -227,7 +234,7 @@ impl Replica {
                 self.send_vote(Phase::Prepare, v, seq, digest, cx);
             }
         }
-        self.next_seq = high.max(self.executed).max(self.stable) + 1;
+        self.next_seq = high.max(self.executed_seq).max(self.stable) + 1;
         if self.id == self.primary_of(v) {
             self.new_view = Some(nv.clone());
         }
@@ -265,7 +272,7 @@ impl Replica {
                 let b = &p.proposal.body;
                 b.view < vc.view
                     && b.seq > vc.stable
-                    && b.seq <= vc.stable + self.cfg.log_window()
+                    && b.seq <= vc.stable.saturating_add(self.cfg.log_window())
                     && self.valid_prepared(p)
             })
     }

@@ -96,7 +96,9 @@ impl Bench {
             app: AppKind::Null,
             workload: Workload::Null { op_size: 16 },
             shared_threads: 0,
-            client_auth: ClientAuth::None,
+            // Byzantine protocols need authenticated clients; crash-fault
+            // ones ignore this.
+            client_auth: ClientAuth::Mac,
             fault: Fault::None,
             seed: 1,
         }

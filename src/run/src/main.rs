@@ -15,6 +15,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use troupe_message::control::ClientAuth;
 use troupe_run::cluster::program_dir;
 use troupe_run::{Bench, Cluster, Fault, Hosts, Sweep};
 
@@ -139,7 +140,8 @@ const USAGE: &str = "usage: troupe-run [--hosts FILE] [--fresh]   the default co
        troupe-run batching [--hosts FILE] [--fresh] batch sizes 1, 8, 32, into results/batching.csv
        troupe-run bench --protocol P [--replicas N] [--clients C] [--client-threads T]
                         [--batch B] [--duration SECS] [--warmup SECS] [--app null|kv]
-                        [--shared-threads S] [--fault crash<ID>@<SECS>s] [--hosts FILE] [--csv FILE]
+                        [--shared-threads S] [--client-auth mac|signature|none]
+                        [--fault crash<ID>@<SECS>s] [--hosts FILE] [--csv FILE]
        troupe-run plot FILE.csv                      redraw FILE.svg from FILE.csv and its JSON";
 
 /// Options every sweep takes.
@@ -204,6 +206,14 @@ fn bench(args: &[String]) -> Result<(), String> {
             "--shared-threads" => bench.shared_threads = num(value()?)? as u16,
             "--fault" => bench.fault = value()?.parse()?,
             "--hosts" => hosts = Hosts::load(value()?.as_ref())?,
+            "--client-auth" => {
+                bench.client_auth = match value()?.as_str() {
+                    "mac" => ClientAuth::Mac,
+                    "signature" => ClientAuth::Signature,
+                    "none" => ClientAuth::None,
+                    other => return Err(format!("unknown client auth {other}")),
+                }
+            }
             "--app" => match value()?.as_str() {
                 "kv" => bench = bench.kv(),
                 "null" => {}
