@@ -4,7 +4,7 @@
 //! Everything here is plain functions over bytes, so any protocol can use
 //! it from its [`SharedState`](crate::actor::SharedState) (signing and
 //! verifying on a pool of threads) without this module knowing any wire
-//! type. Signatures are over `SHA-256(domain || bytes)`: the domain keeps
+//! type. Signatures are over `SHA-256(len(domain) || domain || bytes)`: the domain keeps
 //! a signature made for one kind of message from being replayed as
 //! another kind with the same bytes.
 
@@ -29,9 +29,11 @@ pub fn digest(bytes: &[u8]) -> Digest {
     Sha256::digest(bytes).into()
 }
 
-/// SHA-256 of `domain || bytes`: the value a signature covers.
+/// SHA-256 of `len(domain) || domain || bytes`: the value a signature
+/// covers (the length keeps one domain from being a prefix of another).
 pub fn domain_digest(domain: &[u8], bytes: &[u8]) -> Digest {
     let mut h = Sha256::new();
+    h.update((domain.len() as u64).to_le_bytes());
     h.update(domain);
     h.update(bytes);
     h.finalize().into()

@@ -195,7 +195,9 @@ impl Replica {
         if let Some(top) = nv.body.view_changes.iter().max_by_key(|vc| vc.body.stable) {
             let c = &top.body;
             if c.stable > self.stable {
-                if self.executed_seq >= c.stable && self.own_state_matches(c.stable, &c.stable_digest) {
+                if self.executed_seq >= c.stable
+                    && self.own_state_matches(c.stable, &c.stable_digest)
+                {
                     let state = self.checkpoints[&c.stable].own.clone().map(|o| o.1);
                     self.make_stable(
                         c.stable,

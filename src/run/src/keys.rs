@@ -80,7 +80,6 @@ pub fn run_keys(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use secp256k1::{PublicKey, Secp256k1, SecretKey};
 
     #[test]
     fn each_replica_gets_only_its_own_secrets() {
