@@ -75,6 +75,13 @@ impl Client {
 impl State for Client {
     type Message = Message;
 
+    fn on_start(&mut self, cx: &mut Context<Message>) {
+        if self.pending.is_some() {
+            let after = self.backoff.first();
+            cx.set_timer(RESEND, after);
+        }
+    }
+
     fn on_invoke(&mut self, op: Vec<u8>, cx: &mut Context<Message>) {
         self.seq += 1;
         self.pending = Some(op);

@@ -16,6 +16,7 @@ mod client;
 mod codec;
 mod normal;
 mod replica;
+pub mod sim;
 mod state_transfer;
 mod view_change;
 
@@ -42,6 +43,8 @@ pub const PROTOCOL: Protocol = Protocol {
     replicas: |f| 3 * f + 1,
     run_replica,
     run_clients,
+    simulate: |cfg| crate::sim::simulate(&sim::SimSpec::new(cfg.f), cfg),
+    model_check: |cfg| crate::sim::model_check(&sim::SimSpec::new(cfg.f), cfg),
 };
 
 /// Most sequence numbers between two checkpoints. A view change carries a

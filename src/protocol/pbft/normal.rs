@@ -241,8 +241,8 @@ impl Replica {
                 self.need_fetch(cx);
                 break;
             };
-            for r in batch {
-                self.execute_request(r, cx);
+            for (i, r) in batch.into_iter().enumerate() {
+                self.execute_request(seq << 16 | i as u64, r, cx);
             }
             self.executed_seq = seq;
             if seq.is_multiple_of(self.cfg.checkpoint_period) {
@@ -262,11 +262,14 @@ impl Replica {
         }
     }
 
-    fn execute_request(&mut self, r: Request, cx: &mut Context<Message>) {
+    /// Executes one request of a batch; `position` names its place in
+    /// the agreed order (for the simulator's agreement checker).
+    fn execute_request(&mut self, position: u64, r: Request, cx: &mut Context<Message>) {
         self.waiting.remove(&r.client);
         self.batcher.done(r.client, r.seq);
         match self.table.lookup(r.client, r.seq) {
             Lookup::Execute => {
+                cx.executed(position, &r.op);
                 let result = self.app.execute(&r.op);
                 self.executed_ops += 1;
                 self.table.finish(r.client, r.seq, result.clone());

@@ -276,7 +276,37 @@ pub fn batch_digest(batch: &[Request]) -> Digest {
 impl State for Replica {
     type Message = Message;
 
+    /// At start, and again after a crash and restart (timers are lost
+    /// then): re-arms what the state says should be armed.
+    fn on_start(&mut self, cx: &mut Context<Message>) {
+        self.view_timer_armed = false;
+        self.fetch_armed = false;
+        match self.status {
+            Status::ViewChange => {
+                self.view_timer_armed = true;
+                cx.set_timer(VIEW_TIMER, self.cfg.view_change_timeout);
+            }
+            Status::Normal => self.progressed(cx),
+        }
+        self.on_fetch_timer(cx);
+    }
+
     fn on_message(&mut self, from: Addr, msg: Message, cx: &mut Context<Message>) {
+        // Whoever signs a statement must be who sent it (the shared stage
+        // checks this on real networks; the check here keeps the core
+        // honest on any transport).
+        let author = match &msg {
+            Message::PrePrepare(p) => Some(p.proposal.body.replica),
+            Message::Vote(v) => Some(v.body.replica),
+            Message::Checkpoint(c) => Some(c.body.replica),
+            Message::ViewChange(vc) => Some(vc.body.replica),
+            Message::NewView(nv) => Some(nv.body.replica),
+            Message::Fetch { replica, .. } => Some(*replica),
+            _ => None,
+        };
+        if author.is_some_and(|a| from != Addr::Node(a)) {
+            return self.reject("a statement sent by someone other than its author");
+        }
         match msg {
             Message::Request(r) => self.on_request(from, r, cx),
             Message::PrePrepare(p) => self.on_pre_prepare(p, cx),

@@ -103,7 +103,10 @@ mod tests {
         }
         let (unsigned, _) = run_keys(4, 1, 3, false).unwrap();
         assert!(unsigned[0].client_public.is_empty());
-        assert_ne!(unsigned[0].secret, replicas[0].secret, "fresh keys every run");
+        assert_ne!(
+            unsigned[0].secret, replicas[0].secret,
+            "fresh keys every run"
+        );
         assert_ne!(token().unwrap(), token().unwrap());
     }
 }
