@@ -9,8 +9,8 @@ pub struct Params {
     /// How often each side says it is alive.
     pub heartbeat: Duration,
     /// Silence after which the coordinator removes a member, and a member
-    /// declares the coordinator gone. Bounds how long a dead member can
-    /// stall a group.
+    /// declares the coordinator gone. A dead member stalls its groups for
+    /// at most this plus one heartbeat interval (the check's period).
     pub member_timeout: Duration,
     /// How long a member tries to join before giving up.
     pub join_timeout: Duration,
@@ -35,7 +35,7 @@ impl Default for Params {
     fn default() -> Self {
         Params {
             heartbeat: Duration::from_millis(100),
-            member_timeout: Duration::from_millis(1000),
+            member_timeout: Duration::from_millis(800),
             join_timeout: Duration::from_secs(2),
             repair_timeout: Duration::from_millis(5),
             datagram_size: 32 * 1024,

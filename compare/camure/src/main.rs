@@ -1,6 +1,6 @@
 //! The published camure crate under the workloads of troupe's `multicast`
 //! benchmark, with the same command line and the same result lines, so
-//! `scripts/multicast-compare.sh` can compare the two in one run.
+//! `scripts/compare-camure.sh` can compare the two in one run.
 //!
 //! camure joins its multicast group on "any interface", so on loopback it
 //! needs `224.0.0.0/4` routed to `lo`: the script runs it inside a private

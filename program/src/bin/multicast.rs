@@ -7,7 +7,7 @@
 //!
 //! The last line is the result, e.g.
 //! `barrier members=2 rounds=10000 mean_us=40.1 p99_us=80`.
-//! `scripts/multicast-compare.sh` runs the same workloads against the
+//! `scripts/compare-camure.sh` runs the same workloads against the
 //! published camure crate in the same run.
 
 use clap::{Parser, Subcommand};
@@ -56,6 +56,16 @@ enum Workload {
         #[arg(long, default_value_t = 0.0)]
         loss: f64,
     },
+    /// An idle session: the coordinator and N joined members doing
+    /// nothing for a while; prints the CPU the process used.
+    Idle {
+        /// Members.
+        #[arg(long, default_value_t = 2)]
+        members: usize,
+        /// Seconds idle.
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+    },
     /// Across hosts (see scripts/multicast-netns.sh): runs a session's
     /// coordinator through barrier rounds and a checked broadcast.
     CheckCoordinator {
@@ -69,6 +79,33 @@ enum Workload {
         #[arg(long)]
         coordinator: SocketAddr,
     },
+}
+
+fn idle(args: &Args, members: usize, seconds: f64) -> Result<(), Error> {
+    let coordinator = Coordinator::start_session(args.bind, args.multicast)?;
+    let mut barrier = coordinator.create_barrier_group(Some(0))?;
+    let mut sender = coordinator.create_broadcast_group(Some(1))?;
+    let at = coordinator.local_addr();
+    let joined: Vec<_> = (0..members)
+        .map(|_| {
+            let member = Member::join_session(at)?;
+            let b = member.join_barrier_group(0)?;
+            let r = member.join_broadcast_group(1)?;
+            Ok((member, b, r))
+        })
+        .collect::<Result<_, Error>>()?;
+    for _ in 0..members {
+        barrier.accept()?;
+        sender.accept()?;
+    }
+    let cpu = troupe::runtime::process_cpu_time();
+    let wall = Instant::now();
+    std::thread::sleep(Duration::from_secs_f64(seconds));
+    let used = troupe::runtime::process_cpu_time() - cpu;
+    let percent = 100.0 * used.as_secs_f64() / wall.elapsed().as_secs_f64();
+    drop(joined);
+    println!("idle members={members} seconds={seconds} cpu_percent={percent:.2}");
+    Ok(())
 }
 
 /// Rounds and messages of the cross-host check.
@@ -236,6 +273,7 @@ fn main() {
             count,
             loss,
         } => broadcast(&args, members, size, count, loss),
+        Workload::Idle { members, seconds } => idle(&args, members, seconds),
         Workload::CheckCoordinator { members } => check_coordinator(&args, members),
         Workload::CheckMember { coordinator } => check_member(coordinator),
     };

@@ -3,8 +3,8 @@
 # same machine, same run, same workloads and member counts; medians of
 # REPS runs (default 3), interleaved so background load hits both alike.
 #
-#   scripts/multicast-compare.sh            full comparison
-#   QUICK=1 scripts/multicast-compare.sh    fewer rounds and messages
+#   scripts/compare-camure.sh            full comparison
+#   QUICK=1 scripts/compare-camure.sh    fewer rounds and messages
 #
 # camure joins its multicast group on "any interface", so on loopback it
 # needs 224.0.0.0/4 routed to lo. That route is made only inside a private
@@ -14,10 +14,10 @@
 # root (or CAP_SYS_ADMIN + CAP_NET_ADMIN).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [ "${MULTICAST_COMPARE_INSIDE:-}" != 1 ]; then
+if [ "${COMPARE_CAMURE_INSIDE:-}" != 1 ]; then
   cargo build --release -p troupe-program --bin multicast
   cargo build --release --manifest-path compare/camure/Cargo.toml
-  exec env MULTICAST_COMPARE_INSIDE=1 unshare -n "$0" "$@"
+  exec env COMPARE_CAMURE_INSIDE=1 unshare -n "$0" "$@"
 fi
 
 ip link set lo up
