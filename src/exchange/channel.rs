@@ -3,9 +3,10 @@
 //! calls on top of the non-blocking [`Push`] / [`Pull`] interface.
 
 use super::error::ExchangeError;
+use super::process::{codec, Chunk};
 use super::ring::{Consumer, Producer};
 use super::signal::Signal;
-use super::worker::{codec, Chunk, WorkerCtx};
+use super::worker::WorkerCtx;
 use serde::{de::DeserializeOwned, Serialize};
 use std::cell::RefCell;
 use std::collections::VecDeque;

@@ -37,6 +37,7 @@ mod connect;
 mod error;
 mod initialize;
 mod net;
+mod process;
 mod ring;
 mod signal;
 mod wire;
@@ -46,7 +47,7 @@ pub use allocator::{Allocator, LOCAL_RING};
 pub use channel::{Pull, Push, PushError, Receiver, Sender};
 pub use error::ExchangeError;
 pub use initialize::{initialize, ClusterConfig, Config, WorkerGuards};
-pub use worker::{BATCH_BYTES, MAX_MESSAGE};
+pub use process::{BATCH_BYTES, MAX_MESSAGE};
 
 #[cfg(test)]
 mod tests;

@@ -4,10 +4,10 @@
 //! connection failure into an error the workers see.
 
 use super::error::ExchangeError;
+use super::process::{Chunk, Process};
 use super::ring::{Consumer, Producer};
 use super::signal::{Signal, PARK_SLICE};
 use super::wire::{Batches, KIND_ABORT, KIND_DATA, KIND_GOODBYE};
-use super::worker::{Chunk, Process};
 use crate::net::{FramedStream, StreamError};
 use crate::runtime::{Interest, Poller};
 use std::collections::VecDeque;
