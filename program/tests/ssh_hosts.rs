@@ -95,11 +95,8 @@ fn sweeps_start_programs_over_ssh_or_use_those_deploy_sh_started() {
          cd \"$HOME\" && exec bash -c \"$*\"\n",
     )
     .unwrap();
-    Command::new("chmod")
-        .arg("+x")
-        .arg(fake.join("ssh"))
-        .status()
-        .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(fake.join("ssh"), std::fs::Permissions::from_mode(0o755)).unwrap();
     let path = format!("{}:{}", fake.display(), std::env::var("PATH").unwrap());
     // The only test in this binary sets these before it starts any thread.
     std::env::set_var("PATH", &path);
