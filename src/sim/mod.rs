@@ -118,9 +118,11 @@ mod config;
 mod faults;
 mod history;
 mod linearizability;
+mod network;
 mod runner;
 #[cfg(test)]
 mod tests;
+mod timers;
 mod trace;
 mod workload;
 mod world;

@@ -5,6 +5,8 @@ use super::adversary::{Adversary, Behaviour};
 use super::config::SimConfig;
 use super::faults::{FaultKind, Schedule};
 use super::history::History;
+use super::network::Conditions;
+use super::timers::{Came, Timers};
 use super::trace::Trace;
 use super::workload::Workload;
 use super::{Msg, Spec};
@@ -54,38 +56,10 @@ struct Slot<A: State> {
     up: bool,
     honest: bool,
     /// Timers armed, or with an event still in the queue.
-    timers: Vec<TimerSlot>,
+    timers: Timers,
     /// Local clock rate (skew).
     rate: f64,
     adversary: Option<Adversary<A::Message>>,
-}
-
-/// One timer of one actor. At most one queue event per timer is live
-/// (`queued`): re-arming a timer later than its queued event (a client
-/// that resends after 5 ms, answered in 0.3 ms, then sends again) pushes
-/// nothing; the event, when it comes, moves itself to the deadline. This
-/// keeps cancelled timers from piling up in the heap.
-#[derive(Clone, Copy, Debug)]
-struct TimerSlot {
-    timer: Timer,
-    armed: bool,
-    deadline: u64,
-    /// Generation of the event in the queue for this timer, if any.
-    queued: Option<u64>,
-    /// When that event fires.
-    queued_at: u64,
-}
-
-/// The network as the active faults make it.
-#[derive(Default)]
-struct Conditions {
-    drop: f64,
-    dup: f64,
-    jitter: u64,
-    delay_p: f64,
-    delay_extra: u64,
-    /// Active partitions: which slots are on the cut-off side, one way.
-    partitions: Vec<(Vec<bool>, bool)>,
 }
 
 /// How a run ended.
@@ -186,7 +160,7 @@ impl<'s, P: Spec> World<'s, P> {
                 cx,
                 up: true,
                 honest: true,
-                timers: Vec::new(),
+                timers: Timers::default(),
                 rate: 1.0 + skew * (2.0 * rng.unit() - 1.0),
                 adversary: None,
             });
@@ -372,7 +346,7 @@ impl<'s, P: Spec> World<'s, P> {
             match effect {
                 Effect::Send { to, msg } => self.send(slot, to, msg),
                 Effect::SetTimer { timer, after } => self.set_timer(slot, timer, after),
-                Effect::CancelTimer(timer) => self.cancel_timer(slot, timer),
+                Effect::CancelTimer(timer) => self.slots[slot].timers.cancel(timer),
                 Effect::Complete(result) => self.complete(slot, result),
             }
         }
@@ -452,7 +426,7 @@ impl<'s, P: Spec> World<'s, P> {
     /// Puts one message on the network: lost, duplicated or delayed as
     /// the active faults say.
     fn transmit(&mut self, from: u32, to: u32, msg: Msg<P>) {
-        if self.cond.drop > 0.0 && self.rng.chance(self.cond.drop) {
+        if self.cond.lose(&mut self.rng) {
             self.stats.lost += 1;
             if let Some(trace) = &mut self.trace {
                 let (f, t) = (self.slots[from as usize].addr, self.slots[to as usize].addr);
@@ -461,7 +435,7 @@ impl<'s, P: Spec> World<'s, P> {
             }
             return;
         }
-        if self.cond.dup > 0.0 && self.rng.chance(self.cond.dup) {
+        if self.cond.duplicate(&mut self.rng) {
             self.stats.duplicated += 1;
             self.stats.sent += 1;
             let at = self.now + self.delay();
@@ -480,22 +454,12 @@ impl<'s, P: Spec> World<'s, P> {
     }
 
     fn delay(&mut self) -> u64 {
-        let mut d = self.cfg.network.delay.sample(&mut self.rng);
-        if self.cond.jitter > 0 {
-            d += self.rng.below(self.cond.jitter);
-        }
-        if self.cond.delay_p > 0.0 && self.rng.chance(self.cond.delay_p) {
-            d += self.rng.below(self.cond.delay_extra.max(1));
-        }
-        d
+        self.cond.delay(&self.cfg.network.delay, &mut self.rng)
     }
 
     fn deliver(&mut self, from: u32, to: u32, msg: Msg<P>) {
         let (f, t) = (self.slots[from as usize].addr, self.slots[to as usize].addr);
-        let cut = self.cond.partitions.iter().any(|(side, one_way)| {
-            let (a, b) = (side[from as usize], side[to as usize]);
-            a != b && (!one_way || a)
-        });
+        let cut = self.cond.cut(from, to);
         let why = if !self.slots[to as usize].up {
             Some("DOWN")
         } else if cut {
@@ -520,36 +484,15 @@ impl<'s, P: Spec> World<'s, P> {
     fn set_timer(&mut self, slot: usize, timer: Timer, after: Duration) {
         let s = &mut self.slots[slot];
         let deadline = self.now + (after.as_nanos() as f64 / s.rate) as u64;
-        let i = match s.timers.iter().position(|t| t.timer == timer) {
-            Some(i) => i,
-            None => {
-                s.timers.push(TimerSlot {
-                    timer,
-                    armed: false,
-                    deadline,
-                    queued: None,
-                    queued_at: 0,
-                });
-                s.timers.len() - 1
-            }
-        };
-        let entry = &mut s.timers[i];
-        entry.armed = true;
-        entry.deadline = deadline;
-        // An event queued no later than the deadline will move itself
-        // there when it comes; otherwise queue one, superseding it.
-        if entry.queued.is_none() || entry.queued_at > deadline {
-            self.queue_timer(slot, i, deadline);
+        if s.timers.set(timer, deadline) {
+            self.queue_timer(slot, timer, deadline);
         }
     }
 
-    fn queue_timer(&mut self, slot: usize, i: usize, at: u64) {
+    fn queue_timer(&mut self, slot: usize, timer: Timer, at: u64) {
         self.timer_generation += 1;
         let generation = self.timer_generation;
-        let entry = &mut self.slots[slot].timers[i];
-        entry.queued = Some(generation);
-        entry.queued_at = at;
-        let timer = entry.timer;
+        self.slots[slot].timers.queued(timer, generation, at);
         self.push(
             at,
             Event::Timer {
@@ -560,40 +503,18 @@ impl<'s, P: Spec> World<'s, P> {
         );
     }
 
-    fn cancel_timer(&mut self, slot: usize, timer: Timer) {
-        let timers = &mut self.slots[slot].timers;
-        if let Some(i) = timers.iter().position(|t| t.timer == timer) {
-            if timers[i].queued.is_some() {
-                timers[i].armed = false; // its event will find it disarmed
-            } else {
-                timers.swap_remove(i);
+    fn fire(&mut self, slot: usize, timer: Timer, generation: u64) {
+        match self.slots[slot].timers.came(timer, generation, self.now) {
+            Came::Stale => {}
+            Came::Later(at) => self.queue_timer(slot, timer, at),
+            Came::Fire => {
+                if let Some(trace) = &mut self.trace {
+                    let addr = self.slots[slot].addr;
+                    trace.push(self.now, format_args!("{addr} timer {}", timer.0), None);
+                }
+                self.handle(slot, Input::Timer(timer));
             }
         }
-    }
-
-    fn fire(&mut self, slot: usize, timer: Timer, generation: u64) {
-        let s = &mut self.slots[slot];
-        let Some(i) = s.timers.iter().position(|t| t.timer == timer) else {
-            return; // forgotten in a crash
-        };
-        let entry = s.timers[i];
-        if entry.queued != Some(generation) {
-            return; // superseded by an earlier event
-        }
-        if !entry.armed {
-            s.timers.swap_remove(i);
-            return;
-        }
-        if entry.deadline > self.now {
-            // Re-armed later since this event was queued: follow it.
-            self.queue_timer(slot, i, entry.deadline);
-            return;
-        }
-        s.timers.swap_remove(i);
-        if let Some(trace) = &mut self.trace {
-            trace.push(self.now, format_args!("{} timer {}", s.addr, timer.0), None);
-        }
-        self.handle(slot, Input::Timer(timer));
     }
 
     fn invoke(&mut self, client: usize) {
@@ -703,37 +624,7 @@ impl<'s, P: Spec> World<'s, P> {
     }
 
     fn recompute_conditions(&mut self) {
-        let mut c = Conditions::default();
-        let (mut keep, mut single) = (1.0, 1.0);
-        for (fault, _) in self
-            .schedule
-            .faults
-            .iter()
-            .zip(&self.active)
-            .filter(|(_, on)| **on)
-        {
-            match &fault.kind {
-                FaultKind::Drop { permille } => keep *= 1.0 - *permille as f64 / 1000.0,
-                FaultKind::Duplicate { permille } => single *= 1.0 - *permille as f64 / 1000.0,
-                FaultKind::Reorder { jitter } => c.jitter = c.jitter.max(jitter.as_nanos() as u64),
-                FaultKind::Delay { permille, extra } => {
-                    c.delay_p = c.delay_p.max(*permille as f64 / 1000.0);
-                    c.delay_extra = c.delay_extra.max(extra.as_nanos() as u64);
-                }
-                FaultKind::Partition { side, one_way } => {
-                    let mut cut = vec![false; self.slots.len()];
-                    for addr in side {
-                        if let Some(s) = self.slot_of(*addr) {
-                            cut[s as usize] = true;
-                        }
-                    }
-                    c.partitions.push((cut, *one_way));
-                }
-                FaultKind::Crash { .. } | FaultKind::Byzantine { .. } => {}
-            }
-        }
-        c.drop = 1.0 - keep;
-        c.dup = 1.0 - single;
-        self.cond = c;
+        let slots = self.slots.len();
+        self.cond = Conditions::of(self.schedule, &self.active, slots, |a| self.slot_of(a));
     }
 }
