@@ -256,8 +256,10 @@ fn garbage_and_silent_nodes_are_dropped_and_the_job_completes() {
     );
     assert_eq!(field(&server, "malformed"), 1.0);
     assert_eq!(field(&server, "bad_results"), 1.0);
-    assert!(field(&server, "dead") >= 2.0, "the liar and the silent one");
-    assert!(field(&server, "reassigned") >= held.len() as f64);
+    // The silent node's chunks were done by the real node: as backups, or
+    // reassigned once it was declared dead.
+    assert!(field(&server, "dead") >= 1.0, "the liar at least");
+    assert!(field(&server, "reassigned") + field(&server, "backups") >= held.len() as f64);
     assert_eq!(
         std::fs::read(&out).unwrap(),
         reference_ppm(128, 16, 256, &dir)

@@ -29,6 +29,11 @@ pub struct ServerConfig {
     pub max_nodes: usize,
     /// Chunks in flight per node at most, whatever the node asks for.
     pub max_window: u32,
+    /// End-game backups: once no chunk is pending, a node with room also
+    /// gets a copy of a chunk another node holds; the first result wins.
+    /// The tail of the job then waits for the fastest holder, not for a
+    /// slow or frozen one (at most one extra window of work per node).
+    pub backups: bool,
 }
 
 impl ServerConfig {
@@ -41,6 +46,7 @@ impl ServerConfig {
             dead_after: heartbeat + heartbeat / 2,
             max_nodes: 4096,
             max_window: 64,
+            backups: true,
         }
     }
 }
@@ -71,8 +77,12 @@ pub struct ServerStats {
     pub registered: u64,
     /// Registrations refused (table full).
     pub refused: u64,
-    /// Chunks handed out (including reassignments).
+    /// Chunks handed out (including reassignments and backups).
     pub assigned: u64,
+    /// End-game copies of chunks another node already held.
+    pub backups: u64,
+    /// Results for chunks a twin had already delivered (not merged).
+    pub duplicates: u64,
     /// When the first chunk went out (the end of start-up).
     pub first_assigned_at: Option<Duration>,
     /// Chunks taken back from dead or dropped nodes and queued again.
@@ -95,7 +105,8 @@ pub struct ServerStats {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Chunk {
     Pending,
-    Assigned(Addr),
+    /// At this many nodes (two once backed up).
+    Assigned(u8),
     Done,
 }
 
@@ -226,7 +237,7 @@ impl ServerState {
         if !lost.is_empty() {
             self.stats.lost += lost.len() as u64;
             for chunk in lost.into_iter().rev() {
-                self.requeue(chunk);
+                self.release(chunk);
             }
             self.fill_all(cx);
         }
@@ -245,6 +256,12 @@ impl ServerState {
             self.stats.stale_results += 1;
             return;
         }
+        if self.chunks[chunk as usize] == Chunk::Done {
+            // Its twin was faster.
+            self.stats.duplicates += 1;
+            self.fill(from, cx);
+            return;
+        }
         match self.job.merge(chunk, &data) {
             Ok(()) => {
                 self.chunks[chunk as usize] = Chunk::Done;
@@ -253,7 +270,7 @@ impl ServerState {
             Err(e) => {
                 log::warn!("bad result for chunk {chunk} from {from}: {e}; node dropped");
                 self.stats.bad_results += 1;
-                self.requeue(chunk);
+                self.release(chunk);
                 self.declare_dead(from, false, cx);
                 return;
             }
@@ -286,34 +303,77 @@ impl ServerState {
     }
 
     fn assign_one(&mut self, addr: Addr, cx: &mut Context<Message>) -> bool {
-        let Some(node) = self.nodes.get_mut(&addr) else {
+        let Some(node) = self.nodes.get(&addr) else {
             return false;
         };
         if node.in_flight.len() >= node.window as usize {
             return false;
         }
         while let Some(chunk) = self.queue.pop_front() {
-            if self.chunks[chunk as usize] != Chunk::Pending {
-                continue;
+            if self.chunks[chunk as usize] == Chunk::Pending {
+                self.assign(addr, chunk, cx);
+                return true;
             }
-            node.in_flight.insert(chunk, 0);
-            self.chunks[chunk as usize] = Chunk::Assigned(addr);
-            self.stats.assigned += 1;
-            self.stats.first_assigned_at.get_or_insert(cx.now());
-            let data = self.job.prepare(chunk);
-            cx.send(addr, Message::Work { chunk, data });
-            return true;
         }
-        false
+        match self.backup_for(addr) {
+            Some(chunk) => {
+                self.stats.backups += 1;
+                self.assign(addr, chunk, cx);
+                true
+            }
+            None => false,
+        }
     }
 
-    /// Puts `chunk` at the front of the queue: reassigned work first, so
-    /// a death delays the end of the job as little as possible.
-    fn requeue(&mut self, chunk: ChunkId) {
-        if let Some(state) = self.chunks.get_mut(chunk as usize) {
-            if *state != Chunk::Done {
+    /// A chunk held by exactly one other node, oldest first, if backups
+    /// are on.
+    fn backup_for(&self, addr: Addr) -> Option<ChunkId> {
+        if !self.config.backups {
+            return None;
+        }
+        let mine = &self.nodes.get(&addr)?.in_flight;
+        self.nodes
+            .iter()
+            .filter(|(a, _)| **a != addr)
+            .flat_map(|(_, n)| n.in_flight.keys())
+            .filter(|c| self.chunks[**c as usize] == Chunk::Assigned(1) && !mine.contains_key(c))
+            .min()
+            .copied()
+    }
+
+    fn assign(&mut self, addr: Addr, chunk: ChunkId, cx: &mut Context<Message>) {
+        let Some(node) = self.nodes.get_mut(&addr) else {
+            return;
+        };
+        node.in_flight.insert(chunk, 0);
+        let state = &mut self.chunks[chunk as usize];
+        *state = match *state {
+            Chunk::Assigned(n) => Chunk::Assigned(n.saturating_add(1)),
+            _ => Chunk::Assigned(1),
+        };
+        self.stats.assigned += 1;
+        self.stats.first_assigned_at.get_or_insert(cx.now());
+        let data = self.job.prepare(chunk);
+        cx.send(addr, Message::Work { chunk, data });
+    }
+
+    /// One holder of `chunk` let it go (it died, lost it, or failed it):
+    /// queued again, at the front, when no other node holds it, so a death
+    /// delays the end of the job as little as possible. True if queued.
+    fn release(&mut self, chunk: ChunkId) -> bool {
+        let Some(state) = self.chunks.get_mut(chunk as usize) else {
+            return false;
+        };
+        match *state {
+            Chunk::Assigned(n) if n > 1 => {
+                *state = Chunk::Assigned(n - 1);
+                false
+            }
+            Chunk::Done => false,
+            _ => {
                 *state = Chunk::Pending;
                 self.queue.push_front(chunk);
+                true
             }
         }
     }
@@ -323,8 +383,7 @@ impl ServerState {
         let node = self.nodes.remove(&addr)?;
         let mut count = 0;
         for &chunk in node.in_flight.keys().rev() {
-            self.requeue(chunk);
-            count += 1;
+            count += u64::from(self.release(chunk));
         }
         self.stats.reassigned += count;
         Some((node, count))

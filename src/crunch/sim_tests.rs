@@ -366,6 +366,7 @@ struct Bitten {
     stale: u64,
     lost: u64,
     dead: u64,
+    backups: u64,
 }
 
 fn run_seed(seed: u64, expected: &[u32], bitten: &mut Bitten) -> Result<(), String> {
@@ -403,6 +404,7 @@ fn run_seed(seed: u64, expected: &[u32], bitten: &mut Bitten) -> Result<(), Stri
     bitten.stale += stats.stale_results;
     bitten.lost += stats.lost;
     bitten.dead += stats.dead;
+    bitten.backups += stats.backups;
     for death in &stats.deaths {
         // A silent node is found within two heartbeats of its last word.
         if !death.closed && death.at - death.last_heard > 2 * HEARTBEAT {
@@ -472,5 +474,9 @@ fn every_seed_finishes_the_exact_image_despite_crashes_freezes_and_a_lossy_netwo
         assert!(bitten.reassigned > 0 && bitten.dead > 0, "{bitten:?}");
         assert!(bitten.stale > 0, "frozen nodes came back: {bitten:?}");
         assert!(bitten.lost > 0, "drops lost work: {bitten:?}");
+        assert!(
+            bitten.backups > 0,
+            "the end-game backed chunks up: {bitten:?}"
+        );
     }
 }

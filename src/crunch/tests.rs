@@ -108,17 +108,25 @@ fn nodes_get_a_window_of_chunks_and_a_refill_per_result_then_done() {
         )
     );
     assert_eq!(work_for(&sent, A), vec![0, 1]);
-    s.on_message(B, Message::Register { window: 100 }, at(&mut cx, 1));
+    s.on_message(B, Message::Register { window: 3 }, at(&mut cx, 1));
     assert_eq!(work_for(&sends(&mut cx), B), vec![2, 3, 4], "the rest");
     s.on_message(A, answer(0), at(&mut cx, 2));
-    assert!(work_for(&sends(&mut cx), A).is_empty(), "nothing left");
+    // Nothing is pending: A backs up the oldest chunk only B holds.
+    assert_eq!(work_for(&sends(&mut cx), A), vec![2]);
     // A duplicate is ignored, not merged twice.
     s.on_message(A, answer(0), at(&mut cx, 3));
     assert_eq!(s.stats().stale_results, 1);
     s.on_message(A, answer(1), at(&mut cx, 4));
-    for c in [2, 3, 4] {
+    assert_eq!(work_for(&sends(&mut cx), A), vec![3]);
+    // B wins chunk 2; A's copy arrives second and is not merged.
+    s.on_message(B, answer(2), at(&mut cx, 4));
+    s.on_message(A, answer(2), at(&mut cx, 4));
+    assert_eq!(s.stats().duplicates, 1);
+    assert_eq!(work_for(&sends(&mut cx), A), vec![4]);
+    for c in [3, 4] {
         s.on_message(B, answer(c), at(&mut cx, 5));
     }
+    assert_eq!(s.stats().backups, 3);
     assert_eq!(s.finished_at(), Some(Duration::from_millis(5)));
     let mut done = sends(&mut cx);
     done.sort_by_key(|(a, _)| *a);

@@ -59,6 +59,9 @@ struct JobArgs {
     /// Give up if the job is not done after this many seconds.
     #[arg(long, default_value_t = 600.0)]
     give_up_after: f64,
+    /// No end-game backups (copies of chunks other nodes hold).
+    #[arg(long)]
+    no_backups: bool,
 }
 
 #[derive(Args)]
@@ -154,7 +157,8 @@ fn node_main(args: NodeArgs) -> ExitCode {
 fn serve(job: &JobArgs, listener: TcpListener, clock: Clock) -> Result<ServerOutcome, String> {
     let params = Params::classic(job.size, job.size, job.max_iter);
     let mandel = MandelJob::new(params, job.tile, job.out.clone())?;
-    let config = ServerConfig::with_heartbeat(Duration::from_millis(job.heartbeat_ms.max(1)));
+    let mut config = ServerConfig::with_heartbeat(Duration::from_millis(job.heartbeat_ms.max(1)));
+    config.backups = !job.no_backups;
     let options = ServerOptions {
         give_up_after: Some(Duration::from_secs_f64(job.give_up_after)),
         clock,
@@ -181,13 +185,14 @@ fn server_main(args: ServerArgs) -> Result<(), String> {
     let stats = outcome.state.stats();
     let wall = outcome.state.finished_at().unwrap_or_default();
     println!(
-        "crunch-server size={} wall_s={:.3} registered={} dead={} reassigned={} lost={} \
-         stale_results={} bad_results={} malformed={} refused={}",
+        "crunch-server size={} wall_s={:.3} registered={} dead={} reassigned={} backups={} \
+         lost={} stale_results={} bad_results={} malformed={} refused={}",
         args.job.size,
         wall.as_secs_f64(),
         stats.registered,
         stats.dead,
         stats.reassigned,
+        stats.backups,
         stats.lost,
         stats.stale_results,
         stats.bad_results,
@@ -272,7 +277,8 @@ fn bench_main(bench: Bench) -> Result<(), String> {
     let ideal = startup + compute / bench.nodes;
     println!(
         "crunch tile={} max_iter={} heartbeat_ms={} window={} startup_s={:.3} ideal_s={:.3} \
-         wall_over_ideal={:.3} nodes_exit_ms={:.1} dead={} lost={} stale_results={} malformed={}",
+         wall_over_ideal={:.3} nodes_exit_ms={:.1} dead={} backups={} duplicates={} lost={} \
+         stale_results={} malformed={}",
         bench.job.tile,
         bench.job.max_iter,
         bench.job.heartbeat_ms,
@@ -286,6 +292,8 @@ fn bench_main(bench: Bench) -> Result<(), String> {
         },
         exit_ms,
         stats.dead,
+        stats.backups,
+        stats.duplicates,
         stats.lost,
         stats.stale_results,
         outcome.counters.malformed,
