@@ -277,7 +277,7 @@ fn bench_main(bench: Bench) -> Result<(), String> {
     let ideal = startup + compute / bench.nodes;
     println!(
         "crunch tile={} max_iter={} heartbeat_ms={} window={} startup_s={:.3} ideal_s={:.3} \
-         wall_over_ideal={:.3} nodes_exit_ms={:.1} dead={} backups={} duplicates={} lost={} \
+         wall_over_ideal={:.3} nodes_exit_ms={:.1} registered={} dead={} backups={} duplicates={} lost={} \
          stale_results={} malformed={}",
         bench.job.tile,
         bench.job.max_iter,
@@ -291,6 +291,7 @@ fn bench_main(bench: Bench) -> Result<(), String> {
             wall.as_secs_f64() / ideal.as_secs_f64()
         },
         exit_ms,
+        stats.registered,
         stats.dead,
         stats.backups,
         stats.duplicates,
