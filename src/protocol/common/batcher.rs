@@ -1,13 +1,12 @@
-//! Adaptive batching at a leader: requests queue while the pipeline is
-//! full and leave as one batch as soon as it has room.
+//! Adaptive batching at a leader: requests queue while a batch is out and
+//! leave together as soon as the pipeline has room.
 
 use std::collections::{BTreeMap, VecDeque};
 
 /// Requests waiting to be ordered, at most one per client (clients keep
 /// one request outstanding), bounded by `capacity`. A batch closes when
-/// it is full or when the pipeline has room, whichever comes first: under
-/// light load every request goes out alone at once, under heavy load
-/// batches grow to the maximum by themselves.
+/// it is full or when the pipeline has room, whichever comes first (see
+/// [`Batcher::next`]).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Batcher<T> {
     queue: VecDeque<(u64, u64, T)>,
@@ -39,10 +38,17 @@ impl<T> Batcher<T> {
         true
     }
 
-    /// The next batch if the pipeline has room and anything waits. Its
-    /// requests stay known (in flight) until [`Batcher::done`].
-    pub fn next(&mut self, pipeline_has_room: bool) -> Option<Vec<T>> {
-        if !pipeline_has_room || self.queue.is_empty() {
+    /// The next batch, given `in_flight` batches proposed and not yet
+    /// done and room for `window`: a full batch whenever the window has
+    /// room, a partial one only when nothing is in flight. Under light
+    /// load each request goes out at once; as load grows, requests gather
+    /// while one batch is out, so each batch (and each signature on it)
+    /// carries more of them, and only full batches fill the pipeline.
+    /// Its requests stay known (in flight) until [`Batcher::done`].
+    pub fn next(&mut self, in_flight: u64, window: u64) -> Option<Vec<T>> {
+        let full = self.queue.len() >= self.max_batch;
+        let room = in_flight < window && (full || in_flight == 0);
+        if !room || self.queue.is_empty() {
             return None;
         }
         let n = self.queue.len().min(self.max_batch);
@@ -91,15 +97,22 @@ mod tests {
         let mut b = Batcher::new(3, 5);
         assert!(b.push(1, 1, "a"));
         assert!(!b.push(1, 1, "a"), "queued already");
-        assert_eq!(b.next(true), Some(vec!["a"]), "room: goes out alone");
+        assert_eq!(
+            b.next(0, 4),
+            Some(vec!["a"]),
+            "idle pipeline: goes out alone"
+        );
         assert!(!b.push(1, 1, "a"), "in flight");
-        for c in 2..7 {
+        assert!(b.push(2, 1, "b"));
+        assert_eq!(b.next(1, 4), None, "a batch is out: gather");
+        for c in 3..7 {
             assert!(b.push(c, 1, "x"));
         }
         assert!(!b.push(9, 1, "y"), "bounded");
-        assert_eq!(b.next(false), None, "pipeline full: keep waiting");
-        assert_eq!(b.next(true).map(|v| v.len()), Some(3), "full batch");
-        assert_eq!(b.len(), 2);
+        assert_eq!(b.next(4, 4), None, "pipeline full: keep waiting");
+        assert_eq!(b.next(1, 4).map(|v| v.len()), Some(3), "full batch");
+        assert_eq!(b.next(2, 4), None, "the rest is not a full batch");
+        assert_eq!(b.next(0, 4).map(|v| v.len()), Some(2), "pipeline drained");
         b.done(1, 1);
         assert!(b.push(1, 2, "next"));
         b.forget_in_flight();

@@ -153,6 +153,7 @@ fn run_clients(setup: Setup, supervisor: &mut dyn Supervisor) -> std::io::Result
     let keys = ClientKeys::from_command(&command.keys).map_err(other)?;
     let codec = PbftCodec::clients(keys, command.params.client_auth);
     let resend = Duration::from_micros(command.params.resend_us);
+    let first = setup.client_ids().next().unwrap_or(0);
     let actors = setup
         .client_ids()
         .map(|id| (Addr::Client(id), Client::new(id, n, f, resend)))
@@ -160,5 +161,11 @@ fn run_clients(setup: Setup, supervisor: &mut dyn Supervisor) -> std::io::Result
     let outcome = run_host(actors, Arc::new(codec), setup.host_config(), supervisor)?;
     let mut counters = outcome.counters;
     counters.resends = outcome.actors.iter().map(|c| c.resends).sum();
+    if counters.resends > 0 {
+        eprintln!(
+            "pbft clients {first}..: {} requests resent after a timeout",
+            counters.resends
+        );
+    }
     Ok(counters)
 }

@@ -52,13 +52,16 @@ impl Replica {
         );
     }
 
-    /// The primary proposes batches while the pipeline has room: at most
-    /// `window` batches beyond the last executed, and inside the log window.
+    /// The primary proposes batches while the pipeline has room (see
+    /// [`Batcher::next`](crate::protocol::common::Batcher::next)): at most
+    /// `window` batches beyond the last executed, inside the log window.
     pub(super) fn propose(&mut self, cx: &mut Context<Message>) {
         while self.status == Status::Normal && self.is_primary() {
-            let room = self.next_seq <= self.executed_seq + self.cfg.window
-                && self.next_seq <= self.high_watermark();
-            let Some(batch) = self.batcher.next(room) else {
+            if self.next_seq > self.high_watermark() {
+                return; // the stable checkpoint has to catch up first
+            }
+            let in_flight = self.next_seq - 1 - self.executed_seq.min(self.next_seq - 1);
+            let Some(batch) = self.batcher.next(in_flight, self.cfg.window) else {
                 return;
             };
             let batch: Vec<Request> = batch
