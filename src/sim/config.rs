@@ -85,6 +85,18 @@ pub struct FaultKinds {
 }
 
 impl FaultKinds {
+    /// The name of each kind, as `--faults` and [`str::parse`] take it,
+    /// for running a protocol against one kind at a time.
+    pub const NAMES: [&'static str; 7] = [
+        "drop",
+        "dup",
+        "reorder",
+        "delay",
+        "partition",
+        "crash",
+        "byzantine",
+    ];
+
     /// Every kind.
     pub fn all() -> Self {
         FaultKinds {

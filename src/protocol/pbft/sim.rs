@@ -166,8 +166,8 @@ impl Spec for SimSpec {
 mod tests {
     use super::*;
     use crate::sim::{
-        assert_seeds, model_check, run_one, Behaviour, CheckConfig, Fault, FaultKind, Schedule,
-        SimConfig,
+        assert_seeds, model_check, run_one, Behaviour, CheckConfig, Fault, FaultKind, FaultKinds,
+        Schedule, SimConfig,
     };
 
     fn config(faults: &str, seeds: u64) -> SimConfig {
@@ -183,15 +183,7 @@ mod tests {
 
     #[test]
     fn survives_every_fault_kind() {
-        for kind in [
-            "drop",
-            "dup",
-            "reorder",
-            "delay",
-            "partition",
-            "crash",
-            "byzantine",
-        ] {
+        for kind in FaultKinds::NAMES {
             assert_seeds(&SimSpec::new(1), &config(kind, 40));
         }
     }

@@ -169,15 +169,7 @@ mod tests {
 
     #[test]
     fn survives_every_fault_kind() {
-        for kind in [
-            "drop",
-            "dup",
-            "reorder",
-            "delay",
-            "partition",
-            "crash",
-            "byzantine",
-        ] {
+        for kind in FaultKinds::NAMES {
             let out = assert_seeds(&SimSpec::new(), &config(kind, 100));
             assert!(out.events > 0);
         }
